@@ -1,0 +1,7 @@
+#!/usr/bin/env node
+// Entry point of the `loupe` command: runs the TypeScript CLI through tsx's loader.
+import { register } from "tsx/esm/api";
+
+register();
+const { main } = await import("../src/cli.ts");
+process.exitCode = await main(process.argv);

@@ -1,0 +1,91 @@
+// Search node: runs one text_search / web_visit / image_search call through the configured providers.
+import type { LangGraphRunnableConfig } from "@langchain/langgraph";
+import { runSettings, type AgentDeps } from "../src/deps.js";
+import type { ToolResult } from "../src/state.js";
+import type { SearchHit, SearchProvider } from "../tools/search/provider.js";
+import { emit } from "./events.js";
+import type { ToolTask } from "./image-tool.js";
+
+function trimTo(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max)}… [truncated]`;
+}
+
+function firstWith<K extends keyof SearchProvider>(providers: SearchProvider[], op: K): SearchProvider | undefined {
+  return providers.find((p) => typeof p[op] === "function");
+}
+
+type Outcome = Pick<ToolResult, "text" | "urls" | "resultCount">;
+
+async function textSearch(provider: SearchProvider, queries: string[], maxResults: number, budget: number, signal?: AbortSignal): Promise<Outcome> {
+  const answers = await Promise.all(queries.map((q) => provider.textSearch!(q, { maxResults, signal })));
+  const seen = new Set<string>();
+  const urls: ToolResult["urls"] = [];
+  const sections: string[] = [];
+  let n = 0;
+  answers.forEach((answer, qi) => {
+    const lines: string[] = [];
+    const fresh = answer.hits.filter((h: SearchHit) => !seen.has(h.url) && seen.add(h.url));
+    for (const hit of fresh) {
+      n++;
+      urls.push({ url: hit.url, title: hit.title });
+      lines.push(`[${n}] ${hit.title}\n${hit.url}\n${hit.snippet.replace(/\s+/g, " ").trim()}`);
+    }
+    for (const img of answer.images.slice(0, 3)) lines.push(`Related image: ${img.url}${img.description ? ` — ${img.description}` : ""}`);
+    sections.push(`Results for "${queries[qi]}":\n${lines.length ? lines.join("\n\n") : "(no results)"}`);
+  });
+  return { text: trimTo(sections.join("\n\n"), budget), urls, resultCount: n };
+}
+
+async function webVisit(provider: SearchProvider, urlsIn: string[], goal: string | undefined, budget: number, signal?: AbortSignal): Promise<Outcome> {
+  const { pages, failed } = await provider.webVisit!(urlsIn, { goal, signal });
+  const per = Math.max(200, Math.floor(budget / Math.max(1, pages.length)));
+  const parts = pages.map((p) => `Page: ${p.url}${p.title ? `\nTitle: ${p.title}` : ""}\n${trimTo(p.text.trim(), per)}`);
+  for (const f of failed) parts.push(`Could not read ${f.url}: ${f.error}`);
+  return {
+    text: `${goal ? `Goal: ${goal}\n` : ""}${parts.join("\n\n") || "(nothing could be read)"}`,
+    urls: pages.map((p) => ({ url: p.url, title: p.title })),
+    resultCount: pages.length,
+  };
+}
+
+export function createSearchNode(deps: AgentDeps) {
+  return async function search(task: ToolTask, config: LangGraphRunnableConfig) {
+    const settings = runSettings(deps, config.context);
+    const { call } = task;
+    const args = call.args ?? {};
+    const started = performance.now();
+    emit(config, { event: "tool_start", callId: call.callId, name: call.name, arguments: call.args });
+    let result: ToolResult;
+    try {
+      let outcome: Outcome;
+      if (call.name === "text_search") {
+        const provider = firstWith(deps.search, "textSearch");
+        if (!provider) throw new Error("text_search is not configured: set TAVILY_API_KEY");
+        outcome = await textSearch(provider, args.queries as string[], settings.searchMaxResults, settings.observationChars, config.signal);
+      } else if (call.name === "web_visit") {
+        const provider = firstWith(deps.search, "webVisit");
+        if (!provider) throw new Error("web_visit is not configured: set TAVILY_API_KEY");
+        outcome = await webVisit(provider, args.urls as string[], args.goal as string | undefined, settings.observationChars, config.signal);
+      } else {
+        const provider = firstWith(deps.search, "imageSearch");
+        if (!provider) throw new Error("image_search is not configured: no reverse image search provider is set up");
+        const hits: SearchHit[] = [];
+        for (const id of args.image_paths as string[]) {
+          const ref = task.images.find((i) => i.id === id)!;
+          const bytes = await deps.images.read(ref);
+          hits.push(...(await provider.imageSearch!({ bytes, mime: ref.mime, sha256: ref.sha256 }, { maxResults: settings.searchMaxResults, signal: config.signal })).hits);
+        }
+        outcome = {
+          text: trimTo(hits.map((h, i) => `[${i + 1}] ${h.title}\n${h.url}\n${h.snippet}`).join("\n\n") || "(no results)", settings.observationChars),
+          urls: hits.map((h) => ({ url: h.url, title: h.title })),
+          resultCount: hits.length,
+        };
+      }
+      result = { callId: call.callId, ok: true, ...outcome, images: [], ms: performance.now() - started };
+    } catch (err) {
+      result = { callId: call.callId, ok: false, text: `Error: ${call.name} failed: ${(err as Error).message}`, images: [], urls: [], ms: performance.now() - started };
+    }
+    emit(config, { event: "tool_end", callId: call.callId, name: call.name, arguments: call.args, ok: result.ok, ms: Math.round(result.ms), summary: result.ok ? `${result.resultCount ?? 0} results` : result.text });
+    return { results: [result] };
+  };
+}

@@ -1,0 +1,172 @@
+// Loupe's configuration: one zod schema, filled from CLI flags, then LOUPE_* environment (and .env), then defaults.
+import { existsSync } from "node:fs";
+import { z } from "zod/v4";
+
+export const DIALECTS = ["tools", "tags"] as const;
+export type Dialect = (typeof DIALECTS)[number];
+export const COORDS = ["rel1000", "norm1", "pixel"] as const;
+
+/**
+ * Run-time settings. This is also the graph's context schema, so LangGraph Studio shows it.
+ * Secrets (API keys) are deliberately not here: they come from the environment or flags
+ * straight into the clients and never enter state, context or checkpoints.
+ */
+export const LoupeConfigSchema = z.object({
+  modelUrl: z
+    .string()
+    .url()
+    .default("http://localhost:8000/v1")
+    .describe("Base URL of the OpenAI-compatible model server (vLLM), including /v1"),
+  model: z
+    .string()
+    .optional()
+    .describe("Model name; default: the first id listed by GET {modelUrl}/models"),
+  dialect: z
+    .enum(DIALECTS)
+    .default("tools")
+    .describe("tools: OpenAI function calling (vLLM --enable-auto-tool-choice --tool-call-parser hermes); tags: R1V4 <think>/<tool_call>/<answer> text protocol"),
+  maxToolCalls: z.int().min(0).max(1000).default(24).describe("Budget of tool calls per question"),
+  maxTurns: z.int().min(1).max(2000).default(40).describe("Budget of model turns per question"),
+  maxImagesInContext: z
+    .int()
+    .min(1)
+    .max(256)
+    .default(16)
+    .describe("Most images sent to the model in one conversation (match vLLM --limit-mm-per-prompt)"),
+  maxPixels: z
+    .int()
+    .min(28 * 28)
+    .default(1_048_576)
+    .describe("Largest image sent to the model, in pixels; bigger images are downscaled once, when first shown"),
+  maxInputPixels: z
+    .int()
+    .min(1)
+    .default(200_000_000)
+    .describe("Refuse input images with more pixels than this (decompression-bomb guard)"),
+  coords: z
+    .enum(COORDS)
+    .default("rel1000")
+    .describe("Default box convention for image tools: rel1000 (0-1000, Qwen3-VL), norm1 (0-1) or pixel"),
+  plan: z.boolean().default(false).describe("Ask the model for an up-front JSON plan before acting (R1V4 Plan mode)"),
+  temperature: z.number().min(0).max(2).default(0.2).describe("Sampling temperature"),
+  maxTokens: z.int().min(16).default(4096).describe("Most tokens the model may generate per turn"),
+  timeoutMs: z.int().min(100).default(300_000).describe("Time limit for one model request, in ms"),
+  retries: z.int().min(0).max(20).default(4).describe("Retries of a failed model request (connection refused, 5xx, 429, timeout, cut stream)"),
+  retryBaseMs: z.int().min(0).default(1000).describe("First retry delay in ms; doubles each retry, with jitter"),
+  stream: z.boolean().default(true).describe("Stream model replies"),
+  dataDir: z.string().default(".loupe").describe("Directory for the checkpoint database and the image store"),
+  tavilyUrl: z.string().url().optional().describe("Tavily API base URL override"),
+  searchMaxResults: z.int().min(1).max(20).default(5).describe("Results per search query"),
+  observationChars: z
+    .int()
+    .min(200)
+    .default(6000)
+    .describe("Most characters of text one tool observation may put in the conversation"),
+});
+
+export type LoupeConfig = z.infer<typeof LoupeConfigSchema>;
+export type LoupeConfigInput = z.input<typeof LoupeConfigSchema>;
+
+/** Secrets: read from flags or environment, handed to clients, never stored. */
+export interface LoupeSecrets {
+  apiKey?: string;
+  tavilyApiKey?: string;
+}
+
+type Key = keyof LoupeConfig;
+
+/** Environment variable for each setting; the README's table is generated from the same list. */
+export const ENV_VARS: Record<Key, string> = {
+  modelUrl: "LOUPE_MODEL_URL",
+  model: "LOUPE_MODEL",
+  dialect: "LOUPE_DIALECT",
+  maxToolCalls: "LOUPE_MAX_TOOL_CALLS",
+  maxTurns: "LOUPE_MAX_TURNS",
+  maxImagesInContext: "LOUPE_MAX_IMAGES",
+  maxPixels: "LOUPE_MAX_PIXELS",
+  maxInputPixels: "LOUPE_MAX_INPUT_PIXELS",
+  coords: "LOUPE_COORDS",
+  plan: "LOUPE_PLAN",
+  temperature: "LOUPE_TEMPERATURE",
+  maxTokens: "LOUPE_MAX_TOKENS",
+  timeoutMs: "LOUPE_TIMEOUT_MS",
+  retries: "LOUPE_RETRIES",
+  retryBaseMs: "LOUPE_RETRY_BASE_MS",
+  stream: "LOUPE_STREAM",
+  dataDir: "LOUPE_DATA_DIR",
+  tavilyUrl: "LOUPE_TAVILY_URL",
+  searchMaxResults: "LOUPE_SEARCH_MAX_RESULTS",
+  observationChars: "LOUPE_OBSERVATION_CHARS",
+};
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+/** Loads `.env` from the working directory without overriding variables already set. */
+export function loadDotEnv(path = ".env"): void {
+  if (existsSync(path)) process.loadEnvFile(path);
+}
+
+function fromEnvString(key: Key, raw: string): unknown {
+  const shape = LoupeConfigSchema.shape[key];
+  // Unwrap default/optional to find the base type, so "24" becomes 24 and "true" becomes true.
+  let inner: z.ZodType = shape as z.ZodType;
+  while (inner instanceof z.ZodDefault || inner instanceof z.ZodOptional) {
+    inner = (inner as z.ZodDefault<z.ZodType> | z.ZodOptional<z.ZodType>).unwrap() as z.ZodType;
+  }
+  if (inner instanceof z.ZodBoolean) {
+    if (/^(1|true|yes|on)$/i.test(raw)) return true;
+    if (/^(0|false|no|off)$/i.test(raw)) return false;
+    return raw;
+  }
+  if (inner instanceof z.ZodNumber) return raw.trim() === "" ? raw : Number(raw);
+  return raw;
+}
+
+/**
+ * Builds the configuration: explicit values (flags) win over the environment, which wins over
+ * defaults. Invalid values fail with a message naming the flag or variable.
+ */
+export function resolveConfig(
+  explicit: Partial<Record<Key, unknown>> = {},
+  env: NodeJS.ProcessEnv = process.env,
+): LoupeConfig {
+  const merged: Record<string, unknown> = {};
+  for (const key of Object.keys(ENV_VARS) as Key[]) {
+    const value = explicit[key];
+    if (value !== undefined) {
+      merged[key] = value;
+      continue;
+    }
+    const raw = env[ENV_VARS[key]];
+    if (raw !== undefined && raw !== "") merged[key] = fromEnvString(key, raw);
+  }
+  const parsed = LoupeConfigSchema.safeParse(merged);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      const key = issue.path[0] as Key;
+      const source = explicit[key] !== undefined ? `--${kebab(key)}` : ENV_VARS[key];
+      return `${source}: ${issue.message} (got ${JSON.stringify(merged[key])})`;
+    });
+    throw new ConfigError(`invalid configuration: ${problems.join("; ")}`);
+  }
+  return parsed.data;
+}
+
+export function resolveSecrets(
+  explicit: Partial<LoupeSecrets> = {},
+  env: NodeJS.ProcessEnv = process.env,
+): LoupeSecrets {
+  return {
+    apiKey: explicit.apiKey ?? env.LOUPE_API_KEY ?? env.OPENAI_API_KEY,
+    tavilyApiKey: explicit.tavilyApiKey ?? env.TAVILY_API_KEY,
+  };
+}
+
+export function kebab(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}

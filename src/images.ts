@@ -1,0 +1,231 @@
+// Content-addressed image store: image bytes live here, graph state holds only ImageRef records.
+import { createHash } from "node:crypto";
+import { mkdir, readFile, rename, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import sharp from "sharp";
+
+export type ImageMime = "image/jpeg" | "image/png" | "image/webp" | "image/gif";
+
+/** What graph state keeps for an image: a reference into the store, never bytes. */
+export interface ImageRef {
+  /** The id the model sees: img_0 for the first input image, then img_1, img_2, … */
+  id: string;
+  sha256: string;
+  mime: ImageMime;
+  width: number;
+  height: number;
+  /** Id of the image this one was made from (null for input images). */
+  parent: string | null;
+  /** Short description of the operation that produced it, e.g. `crop [10,20,400,300]` (null for inputs). */
+  op: string | null;
+}
+
+/** An image in the store, before it has an id in a run. */
+export interface StoredImage {
+  sha256: string;
+  mime: ImageMime;
+  width: number;
+  height: number;
+}
+
+export interface DecodedImage {
+  data: Buffer;
+  width: number;
+  height: number;
+  channels: 1 | 2 | 3 | 4;
+}
+
+/** The user gave an image that cannot be used (unreadable, too large, not an image). */
+export class ImageInputError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ImageInputError";
+  }
+}
+
+const EXT: Record<ImageMime, string> = {
+  "image/jpeg": "jpg",
+  "image/png": "png",
+  "image/webp": "webp",
+  "image/gif": "gif",
+};
+
+const FORMAT_MIME: Record<string, ImageMime> = {
+  jpeg: "image/jpeg",
+  png: "image/png",
+  webp: "image/webp",
+  gif: "image/gif",
+};
+
+export const DEFAULT_MAX_INPUT_PIXELS = 200_000_000;
+
+export interface ImageStoreOptions {
+  /** Refuse images with more pixels than this (decompression-bomb guard). */
+  maxInputPixels?: number;
+  /** Bytes of decoded pixels kept in memory so a large source is decoded once, not once per crop. */
+  decodedCacheBytes?: number;
+}
+
+export function sha256Hex(bytes: Buffer | string): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
+export class ImageStore {
+  readonly dir: string;
+  readonly maxInputPixels: number;
+  private readonly decodedCacheBytes: number;
+  private readonly decodedCache = new Map<string, Promise<DecodedImage>>();
+  private readonly decodedSizes = new Map<string, number>();
+  private decodedTotal = 0;
+  private readonly known = new Map<string, StoredImage>();
+
+  constructor(dir: string, options: ImageStoreOptions = {}) {
+    this.dir = dir;
+    this.maxInputPixels = options.maxInputPixels ?? DEFAULT_MAX_INPUT_PIXELS;
+    this.decodedCacheBytes = options.decodedCacheBytes ?? 512 * 1024 * 1024;
+  }
+
+  pathOf(image: Pick<StoredImage, "sha256" | "mime">): string {
+    return join(this.dir, image.sha256.slice(0, 2), `${image.sha256}.${EXT[image.mime]}`);
+  }
+
+  /** Reads an image's size and format, refusing what is not an image or is too large to decode. */
+  async probe(bytes: Buffer): Promise<{ mime: ImageMime; width: number; height: number; orientation?: number }> {
+    let meta: Awaited<ReturnType<ReturnType<typeof sharp>["metadata"]>>;
+    try {
+      meta = await sharp(bytes, { limitInputPixels: this.maxInputPixels }).metadata();
+    } catch (err) {
+      throw new ImageInputError(`not a readable image (${(err as Error).message})`);
+    }
+    const mime = meta.format ? FORMAT_MIME[meta.format] : undefined;
+    if (!mime || !meta.width || !meta.height) {
+      throw new ImageInputError(
+        `unsupported image format "${meta.format ?? "unknown"}": use JPEG, PNG, WebP or GIF`,
+      );
+    }
+    const pixels = meta.width * meta.height;
+    if (pixels > this.maxInputPixels) {
+      throw new ImageInputError(
+        `image is ${meta.width}×${meta.height} (${pixels.toLocaleString("en-US")} pixels), over the limit of ${this.maxInputPixels.toLocaleString("en-US")} pixels; downscale it or raise LOUPE_MAX_INPUT_PIXELS`,
+      );
+    }
+    return { mime, width: meta.width, height: meta.height, orientation: meta.orientation };
+  }
+
+  /**
+   * Adds a user-supplied image: validates it, applies its EXIF orientation so the pixels the
+   * model sees are upright, and stores it.
+   */
+  async ingest(bytes: Buffer): Promise<StoredImage> {
+    const probed = await this.probe(bytes);
+    if (probed.orientation && probed.orientation !== 1) {
+      const oriented = sharp(bytes, { limitInputPixels: this.maxInputPixels }).rotate();
+      const out =
+        probed.mime === "image/jpeg"
+          ? await oriented.jpeg({ quality: 95 }).toBuffer()
+          : await oriented.png().toBuffer();
+      return this.put(out);
+    }
+    if (probed.mime === "image/gif") {
+      // Model servers take JPEG/PNG/WebP reliably; a GIF's first frame is kept as PNG.
+      return this.put(await sharp(bytes, { limitInputPixels: this.maxInputPixels }).png().toBuffer());
+    }
+    return this.put(bytes, probed);
+  }
+
+  /** Stores bytes under their sha256 (idempotent) and returns the record. */
+  async put(bytes: Buffer, probed?: { mime: ImageMime; width: number; height: number }): Promise<StoredImage> {
+    const sha = sha256Hex(bytes);
+    const cached = this.known.get(sha);
+    if (cached) return cached;
+    const { mime, width, height } = probed ?? (await this.probe(bytes));
+    const record: StoredImage = { sha256: sha, mime, width, height };
+    const path = this.pathOf(record);
+    const exists = await stat(path).then(
+      (s) => s.size === bytes.length,
+      () => false,
+    );
+    if (!exists) {
+      await mkdir(join(this.dir, sha.slice(0, 2)), { recursive: true });
+      const tmp = `${path}.${process.pid}.${Date.now()}.tmp`;
+      await writeFile(tmp, bytes);
+      await rename(tmp, path);
+    }
+    this.known.set(sha, record);
+    return record;
+  }
+
+  async read(image: Pick<StoredImage, "sha256" | "mime">): Promise<Buffer> {
+    try {
+      return await readFile(this.pathOf(image));
+    } catch (err) {
+      throw new Error(
+        `image ${image.sha256.slice(0, 12)} is missing from the image store at ${this.dir} (${(err as Error).message}); was the data directory moved or cleaned?`,
+      );
+    }
+  }
+
+  /**
+   * The exact bytes to show the model for an image: the image itself when it fits the pixel
+   * budget, else a deterministic downscale. Chosen once, when the image first enters the
+   * conversation, and referenced by sha256 from then on, so old turns are never re-encoded.
+   */
+  async modelView(image: StoredImage, maxPixels: number): Promise<StoredImage> {
+    const sendable = image.mime !== "image/gif";
+    if (sendable && image.width * image.height <= maxPixels) return image;
+    const scale = Math.min(1, Math.sqrt(maxPixels / (image.width * image.height)));
+    const width = Math.max(1, Math.floor(image.width * scale));
+    const height = Math.max(1, Math.floor(image.height * scale));
+    const { data, width: w, height: h, channels } = await this.decoded(image);
+    const resized = sharp(data, { raw: { width: w, height: h, channels } }).resize(width, height, {
+      fit: "fill",
+      kernel: "lanczos3",
+    });
+    const bytes =
+      image.mime === "image/png" && channels === 4
+        ? await resized.png({ compressionLevel: 6 }).toBuffer()
+        : await resized.jpeg({ quality: 90, mozjpeg: false }).toBuffer();
+    return this.put(bytes);
+  }
+
+  /** Raw pixels of an image, decoded once and kept in a bounded in-memory cache. */
+  decoded(image: StoredImage): Promise<DecodedImage> {
+    const hit = this.decodedCache.get(image.sha256);
+    if (hit) {
+      // Refresh its place in the LRU order.
+      this.decodedCache.delete(image.sha256);
+      this.decodedCache.set(image.sha256, hit);
+      return hit;
+    }
+    const pending = this.read(image).then(async (bytes) => {
+      const { data, info } = await sharp(bytes, { limitInputPixels: this.maxInputPixels })
+        .raw()
+        .toBuffer({ resolveWithObject: true });
+      const decoded: DecodedImage = {
+        data,
+        width: info.width,
+        height: info.height,
+        channels: info.channels as DecodedImage["channels"],
+      };
+      this.decodedSizes.set(image.sha256, data.length);
+      this.decodedTotal += data.length;
+      this.evict(image.sha256);
+      return decoded;
+    });
+    pending.catch(() => this.decodedCache.delete(image.sha256));
+    this.decodedCache.set(image.sha256, pending);
+    return pending;
+  }
+
+  private evict(keep: string): void {
+    for (const key of this.decodedCache.keys()) {
+      if (this.decodedTotal <= this.decodedCacheBytes) break;
+      if (key === keep) continue;
+      const size = this.decodedSizes.get(key);
+      if (size === undefined) continue; // still decoding
+      this.decodedCache.delete(key);
+      this.decodedSizes.delete(key);
+      this.decodedTotal -= size;
+    }
+  }
+}

@@ -1,0 +1,336 @@
+// The model client: the real HTTP path to an OpenAI-compatible server (vLLM) through ChatOpenAI, with retries.
+import { AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage, type BaseMessage } from "@langchain/core/messages";
+import { ChatOpenAI, ChatOpenAICompletions, type ChatOpenAIFields } from "@langchain/openai";
+import pRetry, { AbortError } from "p-retry";
+import type { LoupeConfig } from "./config.js";
+import type { ImageMime, ImageStore } from "./images.js";
+import type { ModelReply, ToolSpec } from "./protocol.js";
+import type { Part, RawToolCall, Turn } from "./state.js";
+
+/** The model server could not be used; the message names the URL and what happened. */
+export class ModelServerError extends Error {
+  readonly url: string;
+  constructor(url: string, message: string) {
+    super(message);
+    this.name = "ModelServerError";
+    this.url = url;
+  }
+}
+
+export interface CompleteOptions {
+  tools?: ToolSpec[];
+  stop?: string[];
+  signal?: AbortSignal;
+  /** Called after a failed attempt that will be retried. */
+  onRetry?: (info: { attempt: number; delayMs: number; error: string }) => void;
+}
+
+export interface ModelClient {
+  readonly url: string;
+  /** The model name used in requests (resolved from GET /models when not configured). */
+  modelName(): Promise<string>;
+  complete(turns: Turn[], options?: CompleteOptions): Promise<ModelReply>;
+}
+
+function estimateTokens(content: unknown): number {
+  const text = typeof content === "string" ? content : JSON.stringify(content ?? "");
+  return Math.ceil(text.length / 4);
+}
+
+class OfflineCompletions extends ChatOpenAICompletions {
+  override async getNumTokens(content: unknown): Promise<number> {
+    return estimateTokens(content);
+  }
+}
+
+class OfflineChatOpenAI extends ChatOpenAI {
+  override async getNumTokens(content: unknown): Promise<number> {
+    return estimateTokens(content);
+  }
+}
+
+/**
+ * A ChatOpenAI that never downloads a tokenizer. ChatOpenAI counts tokens with js-tiktoken, which
+ * fetches its encoding from a CDN at run time; air-gapped GPU servers (and these test machines)
+ * cannot reach it, and the retried download stalls the call. The counting happens in the inner
+ * completions client too, so both are overridden; real counts come from the server's `usage`.
+ */
+export function createOfflineChatOpenAI(fields: ChatOpenAIFields): ChatOpenAI {
+  return new OfflineChatOpenAI({ ...fields, completions: new OfflineCompletions(fields) });
+}
+
+function describeError(err: unknown): string {
+  const e = err as { message?: string; cause?: { code?: string; message?: string }; code?: string; status?: number };
+  const cause = e?.cause?.code ?? e?.code;
+  const message = (e?.message ?? String(err)).split("\n")[0]!;
+  if (cause === "ECONNREFUSED") return "connection refused";
+  if (/^fetch failed|^Connection error/i.test(message) && e?.cause?.message) return e.cause.message.split("\n")[0]!;
+  if (cause && !message.includes(cause)) return `${message} (${cause})`;
+  return message;
+}
+
+function statusOf(err: unknown): number | undefined {
+  const e = err as { status?: unknown; response?: { status?: unknown } };
+  const s = e?.status ?? e?.response?.status;
+  return typeof s === "number" ? s : undefined;
+}
+
+/** Errors worth retrying: no answer, a cut stream, overload (429) and server faults (5xx). */
+function isRetryable(err: unknown): boolean {
+  const status = statusOf(err);
+  if (status === undefined) return true;
+  return status === 408 || status === 409 || status === 425 || status === 429 || status >= 500;
+}
+
+class IncompleteStreamError extends Error {
+  constructor() {
+    super("the reply stream ended before the reply was complete");
+    this.name = "IncompleteStreamError";
+  }
+}
+
+class RequestTimeoutError extends Error {
+  constructor(ms: number) {
+    super(`no complete reply within ${ms} ms`);
+    this.name = "RequestTimeoutError";
+  }
+}
+
+export interface ModelClientOptions {
+  config: LoupeConfig;
+  apiKey?: string;
+  images: ImageStore;
+}
+
+export class OpenAICompatibleModel implements ModelClient {
+  readonly url: string;
+  private readonly config: LoupeConfig;
+  private readonly apiKey: string;
+  private readonly images: ImageStore;
+  private resolvedModel: Promise<string> | null = null;
+  private readonly dataUrls = new Map<string, string>();
+
+  constructor(options: ModelClientOptions) {
+    this.config = options.config;
+    this.url = options.config.modelUrl.replace(/\/+$/, "");
+    this.apiKey = options.apiKey || "EMPTY";
+    this.images = options.images;
+  }
+
+  modelName(): Promise<string> {
+    if (this.config.model) return Promise.resolve(this.config.model);
+    this.resolvedModel ??= this.listFirstModel().catch((err) => {
+      this.resolvedModel = null;
+      throw err;
+    });
+    return this.resolvedModel;
+  }
+
+  private async listFirstModel(): Promise<string> {
+    const url = `${this.url}/models`;
+    const response = await pRetry(
+      async () => {
+        let res: Response;
+        try {
+          res = await fetch(url, {
+            headers: { Authorization: `Bearer ${this.apiKey}` },
+            signal: AbortSignal.timeout(Math.min(this.config.timeoutMs, 30_000)),
+          });
+        } catch (err) {
+          throw new Error(describeError(err));
+        }
+        if (!res.ok) {
+          const err = new Error(`HTTP ${res.status}`) as Error & { status: number };
+          err.status = res.status;
+          if (!isRetryable(err)) throw new AbortError(err);
+          throw err;
+        }
+        return (await res.json()) as { data?: Array<{ id?: string }> };
+      },
+      this.retryOptions(),
+    ).catch((err: unknown) => {
+      throw new ModelServerError(
+        this.url,
+        `no model server answering at ${this.url} (GET /models: ${describeError(err)}); start one (see README: vllm serve …) or set --model-url / LOUPE_MODEL_URL`,
+      );
+    });
+    const id = response.data?.[0]?.id;
+    if (!id) {
+      throw new ModelServerError(this.url, `the model server at ${this.url} lists no models; pass --model NAME`);
+    }
+    return id;
+  }
+
+  private retryOptions(onRetry?: CompleteOptions["onRetry"], signal?: AbortSignal) {
+    return {
+      retries: this.config.retries,
+      factor: 2,
+      minTimeout: this.config.retryBaseMs,
+      maxTimeout: Math.max(this.config.retryBaseMs, 30_000),
+      randomize: true,
+      signal,
+      onFailedAttempt: ({ error, attemptNumber, retriesLeft }: { error: Error; attemptNumber: number; retriesLeft: number }) => {
+        if (retriesLeft > 0) onRetry?.({ attempt: attemptNumber, delayMs: this.config.retryBaseMs * 2 ** (attemptNumber - 1), error: describeError(error) });
+      },
+    };
+  }
+
+  private chat(model: string, streaming: boolean): ChatOpenAI {
+    return createOfflineChatOpenAI({
+      model,
+      apiKey: this.apiKey,
+      configuration: { baseURL: this.url },
+      temperature: this.config.temperature,
+      maxTokens: this.config.maxTokens,
+      maxRetries: 0,
+      streaming,
+      streamUsage: true,
+      useResponsesApi: false,
+    });
+  }
+
+  async complete(turns: Turn[], options: CompleteOptions = {}): Promise<ModelReply> {
+    const model = await this.modelName();
+    const messages = await this.render(turns);
+    const tools = options.tools?.length
+      ? options.tools.map((t) => ({ type: "function" as const, function: { name: t.name, description: t.description, parameters: t.parameters } }))
+      : undefined;
+    const attempt = async (): Promise<ModelReply> => {
+      if (options.signal?.aborted) throw new AbortError("run cancelled");
+      const timeout = new AbortController();
+      const timer = setTimeout(() => timeout.abort(new RequestTimeoutError(this.config.timeoutMs)), this.config.timeoutMs);
+      const signal = options.signal ? AbortSignal.any([options.signal, timeout.signal]) : timeout.signal;
+      const started = performance.now();
+      try {
+        const reply = this.config.stream
+          ? await this.streamOnce(model, messages, tools, options.stop, signal)
+          : await this.invokeOnce(model, messages, tools, options.stop, signal);
+        return { ...reply, ms: performance.now() - started };
+      } catch (err) {
+        if (options.signal?.aborted) throw new AbortError("run cancelled");
+        if (timeout.signal.aborted) throw new RequestTimeoutError(this.config.timeoutMs);
+        if (!isRetryable(err)) throw new AbortError(err as Error);
+        throw err;
+      } finally {
+        clearTimeout(timer);
+      }
+    };
+    try {
+      return await pRetry(attempt, this.retryOptions(options.onRetry, options.signal));
+    } catch (err) {
+      if (options.signal?.aborted) throw err;
+      const status = statusOf(err);
+      const attempts = isRetryable(err) ? this.config.retries + 1 : 1;
+      const what = status !== undefined ? `HTTP ${status}: ${describeError(err)}` : describeError(err);
+      throw new ModelServerError(
+        this.url,
+        `model server at ${this.url} failed${attempts > 1 ? ` after ${attempts} attempts` : ""}: ${what}`,
+      );
+    }
+  }
+
+  private async streamOnce(
+    model: string,
+    messages: BaseMessage[],
+    tools: object[] | undefined,
+    stop: string[] | undefined,
+    signal: AbortSignal,
+  ): Promise<Omit<ModelReply, "ms">> {
+    const stream = await this.chat(model, true).stream(messages, { tools: tools as never, stop, signal });
+    let acc: AIMessageChunk | undefined;
+    for await (const chunk of stream) acc = acc ? acc.concat(chunk) : chunk;
+    if (signal.aborted) throw signal.reason ?? new Error("aborted");
+    const finishReason = (acc?.response_metadata?.finish_reason as string | undefined) ?? null;
+    if (!acc || !finishReason) throw new IncompleteStreamError();
+    const byIndex = new Map<number, RawToolCall>();
+    for (const [i, c] of (acc.tool_call_chunks ?? []).entries()) {
+      const index = typeof c.index === "number" ? c.index : i;
+      const prev = byIndex.get(index);
+      byIndex.set(index, {
+        id: prev?.id || c.id || `call_${index}`,
+        name: (prev?.name ?? "") + (prev?.name && c.name === prev.name ? "" : (c.name ?? "")),
+        arguments: (prev?.arguments ?? "") + (c.args ?? ""),
+      });
+    }
+    return {
+      content: typeof acc.content === "string" ? acc.content : "",
+      toolCalls: [...byIndex.entries()].sort(([a], [b]) => a - b).map(([, c]) => c),
+      finishReason,
+      usage: {
+        promptTokens: acc.usage_metadata?.input_tokens ?? 0,
+        completionTokens: acc.usage_metadata?.output_tokens ?? 0,
+      },
+    };
+  }
+
+  private async invokeOnce(
+    model: string,
+    messages: BaseMessage[],
+    tools: object[] | undefined,
+    stop: string[] | undefined,
+    signal: AbortSignal,
+  ): Promise<Omit<ModelReply, "ms">> {
+    const msg = await this.chat(model, false).invoke(messages, { tools: tools as never, stop, signal });
+    const raw = (msg.additional_kwargs?.tool_calls ?? []) as Array<{ id?: string; function?: { name?: string; arguments?: string } }>;
+    return {
+      content: typeof msg.content === "string" ? msg.content : "",
+      toolCalls: raw.map((c, i) => ({ id: c.id ?? `call_${i}`, name: c.function?.name ?? "", arguments: c.function?.arguments ?? "" })),
+      finishReason: (msg.response_metadata?.finish_reason as string | undefined) ?? "stop",
+      usage: {
+        promptTokens: msg.usage_metadata?.input_tokens ?? 0,
+        completionTokens: msg.usage_metadata?.output_tokens ?? 0,
+      },
+    };
+  }
+
+  /** Turns → LangChain messages. Deterministic: the same turns always render to the same request bytes. */
+  async render(turns: Turn[]): Promise<BaseMessage[]> {
+    const out: BaseMessage[] = [];
+    for (const turn of turns) {
+      switch (turn.role) {
+        case "system":
+          out.push(new SystemMessage(turn.text));
+          break;
+        case "user":
+          out.push(new HumanMessage({ content: (await this.renderParts(turn.parts)) as never }));
+          break;
+        case "assistant": {
+          const message = new AIMessage({ content: turn.text });
+          if (turn.toolCalls?.length) {
+            // Set after construction: the raw calls are then sent exactly as the model produced them
+            // (ChatOpenAI re-serialises parsed `tool_calls`, and the constructor warns about raw ones).
+            message.additional_kwargs = {
+              tool_calls: turn.toolCalls.map((c) => ({ id: c.id, type: "function" as const, function: { name: c.name, arguments: c.arguments } })),
+            };
+          }
+          out.push(message);
+          break;
+        }
+        case "tool":
+          out.push(new ToolMessage({ content: turn.text, tool_call_id: turn.toolCallId }));
+          break;
+      }
+    }
+    return out;
+  }
+
+  private async renderParts(parts: Part[]): Promise<string | Array<Record<string, unknown>>> {
+    if (parts.every((p) => p.type === "text")) return parts.map((p) => (p as { text: string }).text).join("\n");
+    const content: Array<Record<string, unknown>> = [];
+    for (const part of parts) {
+      if (part.type === "text") content.push({ type: "text", text: part.text });
+      else content.push({ type: "image_url", image_url: { url: await this.dataUrl(part.sha256, part.mime) } });
+    }
+    return content;
+  }
+
+  private async dataUrl(sha256: string, mime: ImageMime): Promise<string> {
+    const cached = this.dataUrls.get(sha256);
+    if (cached) return cached;
+    const bytes = await this.images.read({ sha256, mime });
+    const url = `data:${mime};base64,${bytes.toString("base64")}`;
+    if (this.dataUrls.size > 256) this.dataUrls.delete(this.dataUrls.keys().next().value!);
+    this.dataUrls.set(sha256, url);
+    return url;
+  }
+}

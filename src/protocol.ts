@@ -1,0 +1,280 @@
+// The model protocol, in one place: prompts, how turns become a request, and how a reply becomes tool calls or an answer.
+import type { Dialect } from "./config.js";
+import type { ImageRef } from "./images.js";
+import type { Part, PendingCall, RawToolCall, Reply, Turn } from "./state.js";
+
+/** A tool as offered to the model (OpenAI function format without the wrapper). */
+export interface ToolSpec {
+  name: string;
+  description: string;
+  parameters: Record<string, unknown>;
+}
+
+export interface ModelReply {
+  content: string;
+  toolCalls: RawToolCall[];
+  finishReason: string | null;
+  usage: { promptTokens: number; completionTokens: number };
+  ms: number;
+}
+
+const TAG_NAMES = "observation|answer|tool_call|tool_response|think|plan";
+const TAG_PATTERN = new RegExp(`<(\\s*/?\\s*(?:${TAG_NAMES})\\b[^>]*)>`, "gi");
+
+/**
+ * Makes text from the outside world (a web page, a search snippet, an error echoing model output)
+ * unable to close an observation or forge a protocol tag: `<answer>` becomes `&lt;answer&gt;`.
+ */
+export function neutralizeTags(text: string): string {
+  return text.replace(TAG_PATTERN, "&lt;$1&gt;");
+}
+
+export function systemPrompt(dialect: Dialect, tools: ToolSpec[], coordsDefault: string): string {
+  const searching = tools.some((t) => t.name === "text_search" || t.name === "web_visit");
+  const lines = [
+    "You are Loupe, a multimodal research agent. You answer questions about images by thinking with them and, when needed, by searching.",
+    "Images are named img_0, img_1, …: the input images first, then every image a tool produces, in order. Any image can be the input of another tool, so crops can be cropped again.",
+    `Boxes are [x1, y1, x2, y2] with coords "${coordsDefault}" unless you pass another: "rel1000" is 0–1000 relative to the image, "norm1" is 0–1, "pixel" is absolute pixels.`,
+    "Work step by step: look closely at details with crop or zoom, enhance when something is hard to read" +
+      (searching ? ", search the web for facts you cannot see, and read pages to verify them" : "") +
+      ". Call tools as many times as you need.",
+    "When you are sure, give the final answer inside <answer>…</answer>, short and direct.",
+  ];
+  if (dialect === "tools") {
+    lines.push("Before each action, think briefly inside <think>…</think>.");
+    return lines.join("\n");
+  }
+  lines.push(
+    "",
+    "Each step you write <think>your reasoning</think> and then exactly one of:",
+    '<tool_call>{"name": "<tool name>", "arguments": {…}}</tool_call>',
+    "<answer>the final answer</answer>",
+    "After a tool call, the result comes back as <observation>…</observation>, with any new image attached.",
+    "",
+    "# Tools",
+    ...tools.map((t) => JSON.stringify({ name: t.name, description: t.description, parameters: t.parameters })),
+  );
+  return lines.join("\n");
+}
+
+export function questionTurn(question: string, images: ImageRefWithModelView[]): Turn {
+  const parts: Part[] = [];
+  for (const image of images) {
+    parts.push({ type: "text", text: `${image.ref.id} (${image.ref.width}×${image.ref.height}):` });
+    parts.push({ type: "image", id: image.ref.id, sha256: image.view.sha256, mime: image.view.mime });
+  }
+  parts.push({ type: "text", text: question });
+  return { role: "user", parts };
+}
+
+/** An image together with the exact bytes chosen to show it to the model. */
+export interface ImageRefWithModelView {
+  ref: ImageRef;
+  view: { sha256: string; mime: ImageRef["mime"]; width: number; height: number };
+}
+
+/** One executed (or refused) call, ready to be shown to the model. */
+export interface CallObservation {
+  call: PendingCall;
+  text: string;
+  images: ImageRefWithModelView[];
+}
+
+function imageCaption(image: ImageRefWithModelView): string {
+  const { ref, view } = image;
+  const shown = view.width !== ref.width || view.height !== ref.height ? `, shown at ${view.width}×${view.height}` : "";
+  return `${ref.id} (${ref.width}×${ref.height}${shown}${ref.op ? `; ${ref.op}` : ""})`;
+}
+
+/**
+ * Turns for the results of one model turn's calls, in call order.
+ * tools dialect: one `tool` message per call, then one user turn carrying the images
+ * (chat-completions tool messages cannot carry images) and any notes.
+ * tags dialect: one user turn `<observation>…</observation>` with the images inside.
+ */
+export function observationTurns(dialect: Dialect, observations: CallObservation[], notes: string[]): Turn[] {
+  const noteText = notes.length ? `Note: ${notes.map(neutralizeTags).join(" ")}` : "";
+  if (dialect === "tools") {
+    const turns: Turn[] = observations.map((o) => ({
+      role: "tool" as const,
+      toolCallId: o.call.callId,
+      text: neutralizeTags(o.text),
+    }));
+    const parts: Part[] = [];
+    for (const o of observations) {
+      for (const image of o.images) {
+        parts.push({ type: "text", text: `${imageCaption(image)}:` });
+        parts.push({ type: "image", id: image.ref.id, sha256: image.view.sha256, mime: image.view.mime });
+      }
+    }
+    if (noteText) parts.push({ type: "text", text: noteText });
+    if (parts.length) turns.push({ role: "user", parts });
+    return turns;
+  }
+  const parts: Part[] = [];
+  let text = "<observation>\n";
+  observations.forEach((o, i) => {
+    const header = observations.length > 1 ? `[${i + 1}] ${o.call.name}: ` : "";
+    text += header + neutralizeTags(o.text);
+    for (const image of o.images) {
+      parts.push({ type: "text", text: `${text}\n${imageCaption(image)}:` });
+      parts.push({ type: "image", id: image.ref.id, sha256: image.view.sha256, mime: image.view.mime });
+      text = "";
+    }
+    text += "\n";
+  });
+  if (noteText) text += `${noteText}\n`;
+  text += "</observation>";
+  parts.push({ type: "text", text });
+  return [{ role: "user", parts }];
+}
+
+/** The message telling the model what was wrong with its last reply (no call could be made from it). */
+export function formatErrorTurn(dialect: Dialect, problem: string): Turn {
+  const text = neutralizeTags(problem);
+  if (dialect === "tags") {
+    return { role: "user", parts: [{ type: "text", text: `<observation>\nFormat error: ${text}\n</observation>` }] };
+  }
+  return { role: "user", parts: [{ type: "text", text: `Format error: ${text}` }] };
+}
+
+export function finalAnswerRequest(dialect: Dialect, reason: string): Turn {
+  const text = `${reason} Do not call any more tools. Give your best final answer now, inside <answer>…</answer>.`;
+  return {
+    role: "user",
+    parts: [{ type: "text", text: dialect === "tags" ? `<observation>\n${text}\n</observation>` : text }],
+  };
+}
+
+const THINK = /<think>([\s\S]*?)(?:<\/think>|$)/i;
+const ANSWER = /<answer>([\s\S]*?)(?:<\/answer>|$)/i;
+const TOOL_CALL_OPEN = /<tool_call>/i;
+
+export function extractThink(content: string): string {
+  return THINK.exec(content)?.[1]?.trim() ?? "";
+}
+
+function stripThink(content: string): string {
+  return content.replace(/<think>[\s\S]*?(<\/think>|$)/gi, "").trim();
+}
+
+export interface ParsedReply {
+  reply: Reply;
+  /** The assistant turn to append, normalised so that history re-renders byte-identically. */
+  turn: Turn;
+  calls: RawToolCall[];
+}
+
+const TAG_CALL_SHAPE = 'Write exactly <tool_call>{"name": "crop", "arguments": {"image": "img_0", "bbox": [100, 200, 500, 600]}}</tool_call>.';
+
+/** Reads a model reply in either dialect. Never throws: problems become `malformed` with an explanation. */
+export function parseReply(dialect: Dialect, raw: ModelReply, turnIndex: number): ParsedReply {
+  let content = raw.content ?? "";
+  if (dialect === "tags" && TOOL_CALL_OPEN.test(content) && !/<\/tool_call>/i.test(content) && raw.finishReason !== "length") {
+    // vLLM drops the stop string itself; restore it so the history is well-formed.
+    content = `${content}</tool_call>`;
+  }
+  const think = extractThink(content);
+  const turn: Turn =
+    raw.toolCalls.length > 0
+      ? { role: "assistant", text: content, toolCalls: raw.toolCalls }
+      : { role: "assistant", text: content };
+  const malformed = (problem: string): ParsedReply => ({
+    reply: { kind: "malformed", think, problem },
+    turn,
+    calls: [],
+  });
+
+  if (raw.finishReason === "length") {
+    return malformed(
+      "your reply was cut off because it reached the token limit before it was complete. Think more briefly and make one tool call or give the answer.",
+    );
+  }
+  if (dialect === "tools" && raw.toolCalls.length > 0) {
+    return { reply: { kind: "calls", think }, turn, calls: raw.toolCalls };
+  }
+  if (content.trim() === "") {
+    return malformed(
+      dialect === "tags"
+        ? "your reply was empty. Reply with <think>…</think> followed by a <tool_call> or an <answer>."
+        : "your reply was empty. Call a tool, or give the final answer inside <answer>…</answer>.",
+    );
+  }
+  if (TOOL_CALL_OPEN.test(content)) {
+    const blocks = [...content.matchAll(/<tool_call>([\s\S]*?)<\/tool_call>/gi)].map((m) => m[1]!.trim());
+    if (dialect === "tools") {
+      // The server's tool parser could not read the call, so it came back as text.
+      return malformed(
+        `your tool call could not be parsed by the server and arrived as text (${describeJsonProblem(blocks[0] ?? "")}). Call the tool with valid JSON arguments.`,
+      );
+    }
+    const calls: RawToolCall[] = [];
+    for (const [i, block] of blocks.entries()) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(block);
+      } catch (err) {
+        return malformed(`the JSON inside <tool_call> is not valid (${(err as Error).message}). ${TAG_CALL_SHAPE}`);
+      }
+      if (!parsed || typeof parsed !== "object" || typeof (parsed as { name?: unknown }).name !== "string") {
+        return malformed(`the <tool_call> JSON must be an object with a "name" string and an "arguments" object. ${TAG_CALL_SHAPE}`);
+      }
+      const { name, arguments: args } = parsed as { name: string; arguments?: unknown };
+      calls.push({
+        id: `call_${turnIndex}_${i}`,
+        name,
+        arguments: args === undefined ? "{}" : typeof args === "string" ? args : JSON.stringify(args),
+      });
+    }
+    if (calls.length === 0) return malformed(`a <tool_call> was opened but not completed. ${TAG_CALL_SHAPE}`);
+    return { reply: { kind: "calls", think }, turn, calls };
+  }
+  const answerMatch = ANSWER.exec(content);
+  if (answerMatch) {
+    const answer = answerMatch[1]!.trim();
+    if (!answer) return malformed("the <answer> was empty. Put the final answer inside <answer>…</answer>.");
+    return { reply: { kind: "answer", think, answer }, turn, calls: [] };
+  }
+  if (dialect === "tags") {
+    return malformed(
+      "your reply had neither a <tool_call> nor an <answer>. After <think>…</think>, write one tool call or the final answer inside <answer>…</answer>.",
+    );
+  }
+  const plain = stripThink(content);
+  if (!plain) {
+    return malformed("your reply contained only thinking. Call a tool, or give the final answer inside <answer>…</answer>.");
+  }
+  return { reply: { kind: "answer", think, answer: plain }, turn, calls: [] };
+}
+
+function describeJsonProblem(text: string): string {
+  try {
+    JSON.parse(text);
+    return "its JSON was valid but not in the expected form";
+  } catch (err) {
+    return `invalid JSON: ${(err as Error).message}`;
+  }
+}
+
+/** Canonical JSON (sorted keys) for comparing calls. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
+export function plannerPrompt(tools: ToolSpec[]): string {
+  return [
+    "You are the planner of a multimodal research agent. Read the question and the image, and write a plan.",
+    "Output only a JSON array of steps, nothing else. Each step is",
+    '{"description": "...", "tool_name": "<tool>", "parameters": {...}}',
+    `where tool_name is one of: ${[...tools.map((t) => t.name), "none"].join(", ")}.`,
+    'Use singular parameters ({"image_path"}, {"query"}, {"url"}, {} for none). Later steps may refer to earlier results with placeholders such as [Person from Step 1].',
+    "Prefer 2–10 steps, and end with a step whose tool_name is none that verifies the answer.",
+  ].join("\n");
+}

@@ -1,0 +1,91 @@
+// Running a question through a compiled agent: thread ids, streaming progress events, resume, and the result summary.
+import { randomUUID } from "node:crypto";
+import { recursionLimitFor, type LoupeAgent } from "../graphs/agent.js";
+import type { AgentEvent } from "../nodes/events.js";
+import type { LoupeConfig } from "./config.js";
+import type { AgentStateValue, Citation } from "./state.js";
+
+export interface AskResult {
+  threadId: string;
+  answer: string;
+  citations: Citation[];
+  toolCalls: Array<{ name: string; arguments: Record<string, unknown> | null; ok: boolean; ms: number }>;
+  /** Model turns taken (each is think + one action or the answer). */
+  steps: number;
+  images: Array<{ id: string; width: number; height: number; op: string | null }>;
+  usage: { turns: number; toolCalls: number; promptTokens: number; completionTokens: number; modelMs: number };
+  reason: "answered" | "budget";
+}
+
+export class RunError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "RunError";
+  }
+}
+
+export interface AskOptions {
+  settings: LoupeConfig;
+  question?: string;
+  images?: string[];
+  /** Thread id for a new run (default: a new UUID). */
+  threadId?: string;
+  /** Continue an existing thread instead of starting one. */
+  resume?: string;
+  onEvent?: (event: AgentEvent) => void;
+  signal?: AbortSignal;
+}
+
+export function summarize(threadId: string, state: AgentStateValue): AskResult {
+  if (!state.final) throw new RunError(`thread ${threadId} has no answer yet; continue it with --resume ${threadId}`);
+  return {
+    threadId,
+    answer: state.final.answer,
+    citations: state.final.citations,
+    toolCalls: state.toolCalls.map((c) => ({ name: c.name, arguments: c.arguments, ok: c.ok, ms: c.ms })),
+    steps: state.usage.turns,
+    images: state.images.map((i) => ({ id: i.id, width: i.width, height: i.height, op: i.op })),
+    usage: {
+      turns: state.usage.turns,
+      toolCalls: state.usage.toolCalls,
+      promptTokens: state.usage.promptTokens,
+      completionTokens: state.usage.completionTokens,
+      modelMs: Math.round(state.usage.modelMs),
+    },
+    reason: state.final.reason,
+  };
+}
+
+/** Runs (or resumes) one question to its answer, checkpointing after every super-step. */
+export async function ask(agent: LoupeAgent, options: AskOptions): Promise<AskResult> {
+  const threadId = options.resume ?? options.threadId ?? randomUUID();
+  const config = { configurable: { thread_id: threadId } };
+  const existing = await agent.getState(config);
+  const started = existing.values && Object.keys(existing.values).length > 0 && (existing.values as AgentStateValue).question !== undefined;
+  let input: Record<string, unknown> | null;
+  if (options.resume) {
+    if (!started) throw new RunError(`no thread ${threadId} in ${options.settings.dataDir}; check the id and --data-dir`);
+    if ((existing.values as AgentStateValue).final && existing.next.length === 0) {
+      return summarize(threadId, existing.values as AgentStateValue);
+    }
+    input = null;
+  } else {
+    if (started) throw new RunError(`thread ${threadId} already exists; continue it with --resume ${threadId} or pick a new id`);
+    if (!options.question?.trim()) throw new RunError("no question given");
+    input = { question: options.question, imageSources: options.images ?? [] };
+  }
+  const stream = await agent.stream(input as never, {
+    ...config,
+    context: options.settings as never,
+    recursionLimit: recursionLimitFor(options.settings),
+    durability: "sync",
+    streamMode: ["custom"],
+    signal: options.signal,
+  });
+  for await (const chunk of stream as AsyncIterable<unknown>) {
+    const [, event] = chunk as [string, AgentEvent];
+    options.onEvent?.(event);
+  }
+  const state = await agent.getState(config);
+  return summarize(threadId, state.values as AgentStateValue);
+}

@@ -1,0 +1,74 @@
+// Shared set-up for tests that cross modules: temp data dirs, a configured agent with the real SQLite checkpointer.
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import sharp from "sharp";
+import { createAgent } from "../graphs/agent.js";
+import { createCheckpointer } from "../src/checkpointer.js";
+import { resolveConfig, type LoupeConfig } from "../src/config.js";
+import { createDeps } from "../src/deps.js";
+
+export async function tempDir(prefix = "loupe-test-"): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** Settings for tests: fast retries, no environment leaking in. */
+export function testSettings(overrides: Partial<LoupeConfig> & { modelUrl: string; dataDir: string }): LoupeConfig {
+  return resolveConfig({ retries: 2, retryBaseMs: 20, timeoutMs: 10_000, ...overrides }, {});
+}
+
+export function testAgent(settings: LoupeConfig, secrets: { tavilyApiKey?: string; apiKey?: string } = {}) {
+  const deps = createDeps(settings, secrets);
+  const checkpointer = createCheckpointer(settings);
+  const agent = createAgent({ deps, checkpointer });
+  return { agent, deps, checkpointer, close: () => checkpointer.db.close() };
+}
+
+export async function writeImage(dir: string, name: string, bytes: Buffer): Promise<string> {
+  const path = join(dir, name);
+  await writeFile(path, bytes);
+  return path;
+}
+
+/** Every image the model was sent in one chat request, decoded: [width, height] in order. */
+export async function imagesInRequest(body: { messages?: unknown[] }): Promise<Array<[number, number]>> {
+  const sizes: Array<[number, number]> = [];
+  for (const message of (body.messages ?? []) as Array<{ content?: unknown }>) {
+    if (!Array.isArray(message.content)) continue;
+    for (const part of message.content as Array<{ type: string; image_url?: { url: string } }>) {
+      if (part.type !== "image_url" || !part.image_url) continue;
+      const b64 = part.image_url.url.slice(part.image_url.url.indexOf(",") + 1);
+      const meta = await sharp(Buffer.from(b64, "base64")).metadata();
+      sizes.push([meta.width!, meta.height!]);
+    }
+  }
+  return sizes;
+}
+
+/** Text of a chat request's messages, for checking what the model was shown. */
+export function requestText(body: { messages?: unknown[] }): string {
+  return (body.messages ?? [])
+    .map((m) => {
+      const content = (m as { content?: unknown }).content;
+      if (typeof content === "string") return content;
+      if (Array.isArray(content)) return content.map((p) => (p as { text?: string }).text ?? "").join("\n");
+      return "";
+    })
+    .join("\n");
+}
+
+/**
+ * True when request `next` extends request `prev`: the same non-message fields, and prev's
+ * messages re-sent byte-for-byte as the start of next's.
+ */
+export function isPrefixExtension(prevRaw: string, nextRaw: string): boolean {
+  const prev = JSON.parse(prevRaw);
+  const next = JSON.parse(nextRaw);
+  const { messages: pm, ...prevRest } = prev;
+  const { messages: nm, ...nextRest } = next;
+  if (JSON.stringify(prevRest) !== JSON.stringify(nextRest)) return false;
+  const p = JSON.stringify(pm);
+  const n = JSON.stringify(nm);
+  return nm.length > pm.length && n.startsWith(p.slice(0, -1));
+}

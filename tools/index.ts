@@ -1,0 +1,76 @@
+// The toolbox: which tools the model is offered, and validation of a call before it runs.
+import type { ToolSpec } from "../src/protocol.js";
+import type { PendingCall, RawToolCall } from "../src/state.js";
+import { IMAGE_TOOL_NAMES, imageToolSchemas, imageToolSpecs, type ImageToolName } from "./image-ops.js";
+import {
+  availableSearchTools,
+  SEARCH_TOOL_NAMES,
+  searchToolSchemas,
+  searchToolSpecs,
+  type SearchProvider,
+  type SearchToolName,
+} from "./search/provider.js";
+
+export interface Toolbox {
+  specs: ToolSpec[];
+  names: string[];
+  validate(call: RawToolCall, index: number, imageIds: Set<string>): PendingCall;
+}
+
+function isImageTool(name: string): name is ImageToolName {
+  return (IMAGE_TOOL_NAMES as readonly string[]).includes(name);
+}
+
+function isSearchTool(name: string): name is SearchToolName {
+  return (SEARCH_TOOL_NAMES as readonly string[]).includes(name);
+}
+
+/** Image tools are always offered (R1V4 "General" mode); search tools only when a provider serves them. */
+export function createToolbox(providers: SearchProvider[]): Toolbox {
+  const searchNames = availableSearchTools(providers);
+  const specs: ToolSpec[] = [...imageToolSpecs, ...searchToolSpecs(searchNames)];
+  const names = specs.map((s) => s.name);
+  return {
+    specs,
+    names,
+    validate(call, index, imageIds) {
+      const base = { index, callId: call.id, name: call.name };
+      const invalid = (error: string): PendingCall => ({ ...base, args: null, kind: "invalid", error });
+      if (!names.includes(call.name)) {
+        if (isSearchTool(call.name)) {
+          return invalid(`${call.name} is not configured: no search provider for it is set up. Available tools: ${names.join(", ")}.`);
+        }
+        return invalid(`unknown tool "${call.name}". Available tools: ${names.join(", ")}.`);
+      }
+      let args: unknown;
+      try {
+        args = call.arguments.trim() === "" ? {} : JSON.parse(call.arguments);
+      } catch (err) {
+        return invalid(`the arguments of ${call.name} are not valid JSON (${(err as Error).message}): ${call.arguments.slice(0, 200)}`);
+      }
+      if (!args || typeof args !== "object" || Array.isArray(args)) {
+        return invalid(`the arguments of ${call.name} must be a JSON object.`);
+      }
+      const schema = isImageTool(call.name) ? imageToolSchemas[call.name] : searchToolSchemas[call.name as SearchToolName];
+      const parsed = schema.safeParse(args);
+      if (!parsed.success) {
+        const problems = parsed.error.issues.map((i) => `${i.path.join(".") || "(arguments)"}: ${i.message}`).join("; ");
+        const spec = specs.find((s) => s.name === call.name)!;
+        return invalid(`wrong arguments for ${call.name} (${problems}). Expected: ${JSON.stringify(spec.parameters)}`);
+      }
+      const parsedArgs = parsed.data as Record<string, unknown>;
+      const referenced = isImageTool(call.name)
+        ? [parsedArgs.image as string]
+        : call.name === "image_search"
+          ? (parsedArgs.image_paths as string[])
+          : [];
+      const missing = referenced.filter((id) => !imageIds.has(id));
+      if (missing.length) {
+        return invalid(
+          `no image named ${missing.join(", ")}. Existing images: ${[...imageIds].join(", ") || "none"}.`,
+        );
+      }
+      return { ...base, args: args as Record<string, unknown>, kind: isImageTool(call.name) ? "image" : "search" };
+    },
+  };
+}
