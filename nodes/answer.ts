@@ -49,7 +49,7 @@ export function createAnswerNode(deps: AgentDeps) {
       const model = deps.model(settings);
       // Same tools and stop strings as every other turn, so the request stays a prefix extension.
       const raw = await model.complete([...state.conversation, request], {
-        tools: settings.dialect === "tools" ? createToolbox(deps.search).specs : undefined,
+        tools: settings.dialect === "tools" ? createToolbox(deps.search, settings.coords).specs : undefined,
         stop: settings.dialect === "tags" ? ["</tool_call>"] : undefined,
         signal: config.signal,
         onRetry: (info) => emit(config, { event: "model_retry", url: model.url, ...info }),

@@ -8,7 +8,6 @@ import {
   parseReply,
   plannerPrompt,
   questionTurn,
-  systemPrompt,
   type ImageRefWithModelView,
 } from "../src/protocol.js";
 import { PlanStepSchema, type AgentStateValue, type PendingCall, type PlanStep, type Turn } from "../src/state.js";
@@ -54,7 +53,7 @@ export function createPlannerNode(deps: AgentDeps) {
   return async function planner(state: AgentStateValue, config: LangGraphRunnableConfig) {
     const settings = runSettings(deps, config.context);
     const model = deps.model(settings);
-    const toolbox = createToolbox(deps.search);
+    const toolbox = createToolbox(deps.search, settings.coords);
     const update: Record<string, unknown> = {};
     const newTurns: Turn[] = [];
     let conversation = state.conversation ?? [];
@@ -75,7 +74,7 @@ export function createPlannerNode(deps: AgentDeps) {
           question = `${state.question}\n\nPlan:\n${formatPlan(plan.steps)}`;
         }
       }
-      newTurns.push({ role: "system", text: systemPrompt(settings.dialect, toolbox.specs, settings.coords) });
+      newTurns.push({ role: "system", dialect: settings.dialect, tools: toolbox.names, coords: settings.coords });
       newTurns.push(questionTurn(question, inputs));
       usage.imagesInContext = inputs.length;
       conversation = [...conversation, ...newTurns];
@@ -125,7 +124,7 @@ async function makePlan(
 ) {
   const model = deps.model(settings);
   const turns: Turn[] = [
-    { role: "system", text: plannerPrompt(specs as never) },
+    { role: "system_text", text: plannerPrompt(specs as never) },
     questionTurn(question, inputs),
   ];
   const totals = { turns: 0, promptTokens: 0, completionTokens: 0, ms: 0 };

@@ -4,7 +4,8 @@ import { ChatOpenAI, ChatOpenAICompletions, type ChatOpenAIFields } from "@langc
 import pRetry, { AbortError } from "p-retry";
 import type { LoupeConfig } from "./config.js";
 import type { ImageMime, ImageStore } from "./images.js";
-import type { ModelReply, ToolSpec } from "./protocol.js";
+import { systemPrompt, type ModelReply, type ToolSpec } from "./protocol.js";
+import { toolSpecs } from "../tools/index.js";
 import type { Part, RawToolCall, Turn } from "./state.js";
 
 /** The model server could not be used; the message names the URL and what happened. */
@@ -289,6 +290,9 @@ export class OpenAICompatibleModel implements ModelClient {
     for (const turn of turns) {
       switch (turn.role) {
         case "system":
+          out.push(new SystemMessage(systemPrompt(turn.dialect, toolSpecs(turn.tools, turn.coords), turn.coords)));
+          break;
+        case "system_text":
           out.push(new SystemMessage(turn.text));
           break;
         case "user":

@@ -34,7 +34,18 @@ export type RawToolCall = z.infer<typeof RawToolCallSchema>;
  * request the same way every time, so request k is a prefix of request k+1.
  */
 export const TurnSchema = z.discriminatedUnion("role", [
-  z.object({ role: z.literal("system"), text: z.string() }),
+  /**
+   * The system prompt is kept as the parameters it is built from, not its text: the tool schemas
+   * in it are long, and every checkpoint stores the whole conversation.
+   */
+  z.object({
+    role: z.literal("system"),
+    dialect: z.enum(["tools", "tags"]),
+    tools: z.array(z.string()),
+    coords: z.enum(["rel1000", "norm1", "pixel"]),
+  }),
+  /** A system prompt given as text (the planner's). */
+  z.object({ role: z.literal("system_text"), text: z.string() }),
   z.object({ role: z.literal("user"), parts: z.array(PartSchema) }),
   z.object({
     role: z.literal("assistant"),

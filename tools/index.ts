@@ -1,7 +1,7 @@
 // The toolbox: which tools the model is offered, and validation of a call before it runs.
 import type { ToolSpec } from "../src/protocol.js";
 import type { PendingCall, RawToolCall } from "../src/state.js";
-import { IMAGE_TOOL_NAMES, imageToolSchemas, imageToolSpecs, type ImageToolName } from "./image-ops.js";
+import { buildImageToolSpecs, IMAGE_TOOL_NAMES, imageToolSchemas, type Coords, type ImageToolName } from "./image-ops.js";
 import {
   availableSearchTools,
   SEARCH_TOOL_NAMES,
@@ -25,10 +25,16 @@ function isSearchTool(name: string): name is SearchToolName {
   return (SEARCH_TOOL_NAMES as readonly string[]).includes(name);
 }
 
+/** Specs of the named tools, as offered to the model; deterministic, so a prompt can be rebuilt from the names. */
+export function toolSpecs(names: string[], coords: Coords): ToolSpec[] {
+  const image = buildImageToolSpecs(coords).filter((s) => names.includes(s.name));
+  const search = searchToolSpecs(SEARCH_TOOL_NAMES.filter((n) => names.includes(n)));
+  return [...image, ...search];
+}
+
 /** Image tools are always offered (R1V4 "General" mode); search tools only when a provider serves them. */
-export function createToolbox(providers: SearchProvider[]): Toolbox {
-  const searchNames = availableSearchTools(providers);
-  const specs: ToolSpec[] = [...imageToolSpecs, ...searchToolSpecs(searchNames)];
+export function createToolbox(providers: SearchProvider[], coords: Coords): Toolbox {
+  const specs = toolSpecs([...IMAGE_TOOL_NAMES, ...availableSearchTools(providers)], coords);
   const names = specs.map((s) => s.name);
   return {
     specs,
