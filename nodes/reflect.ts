@@ -106,8 +106,6 @@ export function createReflectNode(deps: AgentDeps) {
       exhausted = `You have used all ${settings.maxToolCalls} tool calls.`;
     } else if (usage.turns >= settings.maxTurns) {
       exhausted = `You have used all ${settings.maxTurns} turns.`;
-    } else if (usage.consecutiveErrors >= CONSECUTIVE_ERROR_LIMIT * 2) {
-      exhausted = `Your last ${usage.consecutiveErrors} steps all failed.`;
     }
     return {
       conversation: turns,

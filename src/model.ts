@@ -60,14 +60,19 @@ export function createOfflineChatOpenAI(fields: ChatOpenAIFields): ChatOpenAI {
   return new OfflineChatOpenAI({ ...fields, completions: new OfflineCompletions(fields) });
 }
 
+/** One line saying what went wrong, from the innermost cause that says something useful. */
 function describeError(err: unknown): string {
-  const e = err as { message?: string; cause?: { code?: string; message?: string }; code?: string; status?: number };
-  const cause = e?.cause?.code ?? e?.code;
-  const message = (e?.message ?? String(err)).split("\n")[0]!;
-  if (cause === "ECONNREFUSED") return "connection refused";
-  if (/^fetch failed|^Connection error/i.test(message) && e?.cause?.message) return e.cause.message.split("\n")[0]!;
-  if (cause && !message.includes(cause)) return `${message} (${cause})`;
-  return message;
+  const chain: Array<{ message?: string; code?: string; cause?: unknown }> = [];
+  for (let e = err as { message?: string; code?: string; cause?: unknown } | undefined; e && chain.length < 5; e = e.cause as typeof e) {
+    chain.push(e);
+  }
+  if (chain.some((e) => e.code === "ECONNREFUSED")) return "connection refused";
+  const codes = chain.map((e) => e.code).filter((c): c is string => typeof c === "string" && /^E[A-Z]+$/.test(c));
+  const generic = /^(fetch failed|Connection error\.?|terminated|other side closed)$/i;
+  const useful = chain.map((e) => (e.message ?? "").split("\n")[0]!).filter((m) => m && !generic.test(m));
+  const message = useful[0] ?? (chain[0]?.message ?? String(err)).split("\n")[0]!;
+  const code = codes[0];
+  return code && !message.includes(code) ? `${message} (${code})` : message;
 }
 
 function statusOf(err: unknown): number | undefined {

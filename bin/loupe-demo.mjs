@@ -1,0 +1,6 @@
+#!/usr/bin/env node
+// Entry point of `npm run demo`: runs the offline demo (src/demo.ts) through tsx's loader.
+import { register } from "tsx/esm/api";
+
+register();
+await import("../src/demo.ts");

@@ -1,0 +1,150 @@
+// The `loupe` command as a user runs it: a child process, real HTTP to loopback servers, the real SQLite checkpointer.
+import { spawn } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { startFakeTavilyServer, FAKE_TAVILY_API_KEY, type FakeTavilyServer } from "./fixtures/fake-tavily-server.js";
+import { startScriptedModelServer, type ScriptedModelServer } from "./fixtures/scripted-model-server.js";
+import { tempDir, writeImage } from "./helpers.js";
+import { harbourImage, TRAJECTORY_ANSWER, TRAJECTORY_PAGES, TRAJECTORY_SEARCH, TRAJECTORY_TOOL_CALLS, trajectoryScript } from "./scenarios/trajectory.js";
+
+const ROOT = resolve(import.meta.dirname, "..");
+const BIN = join(ROOT, "bin", "loupe.mjs");
+const GUARD = join(ROOT, "test", "fixtures", "network-guard.cjs");
+
+interface Run {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+function baseEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, ...extra };
+  return env;
+}
+
+export function runCli(args: string[], env: NodeJS.ProcessEnv, onSpawn?: (kill: () => void) => void): Promise<Run> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env, cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    child.on("error", reject);
+    child.on("close", (code, signal) => resolvePromise({ code, signal, stdout, stderr }));
+    onSpawn?.(() => child.kill("SIGKILL"));
+  });
+}
+
+describe("loupe ask (CLI)", () => {
+  let model: ScriptedModelServer;
+  let tavily: FakeTavilyServer;
+  let tmp: Awaited<ReturnType<typeof tempDir>>;
+  let image: string;
+
+  beforeEach(async () => {
+    tmp = await tempDir();
+    image = await writeImage(tmp.dir, "harbour.jpg", await harbourImage());
+    tavily = await startFakeTavilyServer({ search: TRAJECTORY_SEARCH, pages: TRAJECTORY_PAGES });
+  });
+  afterEach(async () => {
+    await model?.close();
+    await tavily.close();
+    await tmp.cleanup();
+  });
+
+  it("--json prints exactly one JSON object, and the run contacts only the model and search endpoints", async () => {
+    model = await startScriptedModelServer({ script: trajectoryScript("tools") });
+    const netLog = join(tmp.dir, "net.log");
+    const run = await runCli(
+      ["ask", "--json", "--model-url", model.url, "--image", image, "--data-dir", join(tmp.dir, "data"), "What does the sign say?"],
+      baseEnv({
+        TAVILY_API_KEY: FAKE_TAVILY_API_KEY,
+        LOUPE_TAVILY_URL: tavily.url,
+        NODE_OPTIONS: `--require ${GUARD}`,
+        LOUPE_NETWORK_LOG: netLog,
+      }),
+    );
+    expect(run.stderr).not.toMatch(/^\s+at /m);
+    expect(run.code).toBe(0);
+    const lines = run.stdout.trim().split("\n");
+    expect(lines).toHaveLength(1);
+    const out = JSON.parse(lines[0]!);
+    expect(Object.keys(out).sort()).toEqual(["answer", "citations", "images", "steps", "threadId", "toolCalls", "usage"]);
+    expect(out.answer).toBe(TRAJECTORY_ANSWER);
+    expect(out.toolCalls).toHaveLength(TRAJECTORY_TOOL_CALLS);
+    expect(Object.keys(out.toolCalls[0]).sort()).toEqual(["arguments", "ms", "name", "ok"]);
+    expect(out.images[1]).toEqual({ id: "img_1", width: 1000, height: 750, op: expect.stringContaining("crop") });
+    expect(out.steps).toBeGreaterThanOrEqual(14);
+    expect(out.usage.promptTokens).toBeGreaterThan(0);
+    // Progress: one line per tool call on stderr.
+    expect(run.stderr.split("\n").filter((l) => /^\s+\[\d+\] /.test(l))).toHaveLength(TRAJECTORY_TOOL_CALLS);
+
+    const contacts = (await readFile(netLog, "utf8")).trim().split("\n").map((l) => JSON.parse(l));
+    const allowed = new Set([String(model.port), String(tavily.port)]);
+    // Unix-domain sockets are local IPC (tsx's loader), not network.
+    const network = contacts.filter((c) => !String(c.host ?? "").startsWith("unix:"));
+    expect(network.length).toBeGreaterThan(0);
+    const elsewhere = network.filter((c) => !(c.kind === "connect" && c.host === "127.0.0.1" && allowed.has(String(c.port))));
+    expect(elsewhere).toEqual([]);
+  });
+
+  it("without a reachable model server exits non-zero with one line naming the URL", async () => {
+    model = await startScriptedModelServer({ script: [] });
+    const url = model.url;
+    await model.close();
+    const run = await runCli(["ask", "--model-url", url, "--retries", "1", "--image", image, "--data-dir", join(tmp.dir, "d"), "hello?"], baseEnv({ LOUPE_RETRY_BASE_MS: "10" }));
+    expect(run.code).not.toBe(0);
+    expect(run.stdout).toBe("");
+    const errorLines = run.stderr.trim().split("\n").filter((l) => !l.startsWith("loupe: thread "));
+    expect(errorLines).toHaveLength(1);
+    expect(errorLines[0]).toContain(url);
+    expect(errorLines[0]).toMatch(/connection refused|ECONNREFUSED/);
+    expect(run.stderr).not.toMatch(/^\s+at /m);
+  });
+
+  it("an unreadable image fails at once with a clear message", async () => {
+    model = await startScriptedModelServer({ script: [] });
+    const run = await runCli(["ask", "--model-url", model.url, "--image", join(tmp.dir, "missing.png"), "--data-dir", join(tmp.dir, "d"), "q?"], baseEnv());
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/cannot read image .*missing\.png: no such file/);
+    expect(run.stderr).not.toMatch(/^\s+at /m);
+    expect(model.chatRequests()).toHaveLength(0);
+  });
+
+  it("a process killed with SIGKILL mid-run resumes from its thread to the same answer without redoing steps", async () => {
+    const script = trajectoryScript("tools");
+    const KILL_AT = 7; // the 7th chat request hangs until the process is killed
+    const held = script[KILL_AT - 1]!;
+    script.splice(KILL_AT - 1, 1, { fault: "hang" }, held);
+    model = await startScriptedModelServer({ script });
+    const data = join(tmp.dir, "data");
+    const env = baseEnv({ TAVILY_API_KEY: FAKE_TAVILY_API_KEY, LOUPE_TAVILY_URL: tavily.url });
+    const first = await runCli(
+      ["ask", "--json", "--thread", "t-kill", "--model-url", model.url, "--image", image, "--data-dir", data, "What does the sign say?"],
+      env,
+      (kill) => {
+        const timer = setInterval(() => {
+          if (model.chatRequests().length >= KILL_AT) {
+            clearInterval(timer);
+            kill();
+          }
+        }, 20);
+      },
+    );
+    expect(first.signal).toBe("SIGKILL");
+    const killedRequest = model.chatRequests()[KILL_AT - 1]!.rawBody;
+
+    const second = await runCli(["ask", "--json", "--resume", "t-kill", "--model-url", model.url, "--data-dir", data], env);
+    expect(second.stderr).not.toMatch(/^\s+at /m);
+    expect(second.code).toBe(0);
+    const out = JSON.parse(second.stdout);
+    expect(out.answer).toBe(TRAJECTORY_ANSWER);
+    expect(out.threadId).toBe("t-kill");
+    expect(out.toolCalls).toHaveLength(TRAJECTORY_TOOL_CALLS);
+    // The first request after the restart is the one that was cut off: nothing before it was redone.
+    expect(model.chatRequests()[KILL_AT]!.rawBody).toBe(killedRequest);
+    expect(model.remaining()).toBe(0);
+  });
+});
