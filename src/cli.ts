@@ -158,13 +158,7 @@ Examples:
       process.once("SIGTERM", onSignal);
       const threadId = (opts.resume ?? opts.thread ?? randomUUID()) as string;
       try {
-        if (!opts.quiet) {
-          write(
-            opts.resume
-              ? `loupe: resuming thread ${threadId}`
-              : `loupe: thread ${threadId}, model server ${settings.modelUrl}${settings.model ? ` (${settings.model})` : ""}`,
-          );
-        }
+        if (!opts.quiet && opts.resume) write(`loupe: resuming thread ${threadId}`);
         const result = await ask(agent, {
           settings,
           question,

@@ -153,7 +153,8 @@ export class OpenAICompatibleModel implements ModelClient {
         }
         return (await res.json()) as { data?: Array<{ id?: string }> };
       },
-      this.retryOptions(),
+      // A server that is down when a run starts is most likely not there at all: fail fast.
+      { ...this.retryOptions(), retries: Math.min(this.config.retries, 1) },
     ).catch((err: unknown) => {
       throw new ModelServerError(
         this.url,
