@@ -17,12 +17,19 @@ function firstWith<K extends keyof SearchProvider>(providers: SearchProvider[], 
 type Outcome = Pick<ToolResult, "text" | "urls" | "resultCount">;
 
 async function textSearch(provider: SearchProvider, queries: string[], maxResults: number, budget: number, signal?: AbortSignal): Promise<Outcome> {
-  const answers = await Promise.all(queries.map((q) => provider.textSearch!(q, { maxResults, signal })));
+  // One failing query (a cache miss in replay mode, a timeout) must not discard the others.
+  const settled = await Promise.allSettled(queries.map((q) => provider.textSearch!(q, { maxResults, signal })));
+  if (settled.every((s) => s.status === "rejected")) throw (settled[0] as PromiseRejectedResult).reason;
   const seen = new Set<string>();
   const urls: ToolResult["urls"] = [];
   const sections: string[] = [];
   let n = 0;
-  answers.forEach((answer, qi) => {
+  settled.forEach((outcome, qi) => {
+    if (outcome.status === "rejected") {
+      sections.push(`Results for "${queries[qi]}": failed: ${(outcome.reason as Error).message}`);
+      return;
+    }
+    const answer = outcome.value;
     const lines: string[] = [];
     const fresh = answer.hits.filter((h: SearchHit) => !seen.has(h.url) && seen.add(h.url));
     for (const hit of fresh) {

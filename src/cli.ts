@@ -178,6 +178,7 @@ Examples:
         throw new RunError(`${oneLine(err)}${threadHint}`);
       } finally {
         checkpointer.db.close();
+        deps.close();
       }
     });
   return program;

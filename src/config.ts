@@ -56,6 +56,11 @@ export const LoupeConfigSchema = z.object({
   stream: z.boolean().default(true).describe("Stream model replies"),
   dataDir: z.string().default(".loupe").describe("Directory for the checkpoint database and the image store"),
   tavilyUrl: z.string().url().optional().describe("Tavily API base URL override"),
+  searchCache: z
+    .enum(["live", "read-write", "replay", "record"])
+    .default("read-write")
+    .describe("Search cache: live (none), read-write, replay (cache only, no network) or record (always refresh)"),
+  searchCacheTtl: z.string().default("30d").describe("How long cached search results stay fresh: e.g. 7d, 12h, 90s, never"),
   searchMaxResults: z.int().min(1).max(20).default(5).describe("Results per search query"),
   observationChars: z
     .int()
@@ -95,6 +100,8 @@ export const ENV_VARS: Record<Key, string> = {
   stream: "LOUPE_STREAM",
   dataDir: "LOUPE_DATA_DIR",
   tavilyUrl: "LOUPE_TAVILY_URL",
+  searchCache: "LOUPE_SEARCH_CACHE",
+  searchCacheTtl: "LOUPE_SEARCH_CACHE_TTL",
   searchMaxResults: "LOUPE_SEARCH_MAX_RESULTS",
   observationChars: "LOUPE_OBSERVATION_CHARS",
 };

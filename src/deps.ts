@@ -4,6 +4,7 @@ import { LoupeConfigSchema, type LoupeConfig, type LoupeSecrets } from "./config
 import { ImageStore } from "./images.js";
 import { OpenAICompatibleModel, type ModelClient } from "./model.js";
 import type { SearchProvider } from "../tools/search/provider.js";
+import { cachedProvider, parseTtl, SearchCache, searchCachePath } from "../tools/search/cache.js";
 import { createTavilyProvider } from "../tools/search/tavily.js";
 
 export interface AgentDeps {
@@ -13,14 +14,19 @@ export interface AgentDeps {
   search: SearchProvider[];
   /** The model client for a run's settings (a run may point at another server or model). */
   model(config: LoupeConfig): ModelClient;
+  /** Releases open resources (the search cache database). */
+  close(): void;
 }
 
-export function searchProvidersFrom(config: LoupeConfig, secrets: LoupeSecrets): SearchProvider[] {
+/** The configured search providers, each behind the search cache (unless the cache mode is live). */
+export function searchProvidersFrom(config: LoupeConfig, secrets: LoupeSecrets, cache: SearchCache | null): SearchProvider[] {
   const providers: SearchProvider[] = [];
   if (secrets.tavilyApiKey) {
     providers.push(createTavilyProvider({ apiKey: secrets.tavilyApiKey, baseUrl: config.tavilyUrl }));
   }
-  return providers;
+  if (!cache || config.searchCache === "live") return providers;
+  const keys = [secrets.tavilyApiKey, secrets.apiKey].filter((k): k is string => Boolean(k));
+  return providers.map((p) => cachedProvider(p, cache, config.searchCache, { secrets: keys }));
 }
 
 export function imageStoreFor(config: LoupeConfig): ImageStore {
@@ -35,10 +41,15 @@ export function createDeps(
 ): AgentDeps {
   const images = overrides.images ?? imageStoreFor(config);
   const clients = new Map<string, ModelClient>();
+  const cache =
+    overrides.search || config.searchCache === "live"
+      ? null
+      : new SearchCache(searchCachePath(resolve(config.dataDir)), { ttlMs: parseTtl(config.searchCacheTtl) });
   return {
     defaults: config,
     images,
-    search: overrides.search ?? searchProvidersFrom(config, secrets),
+    search: overrides.search ?? searchProvidersFrom(config, secrets, cache),
+    close: () => cache?.close(),
     model:
       overrides.model ??
       ((runConfig) => {

@@ -22,7 +22,10 @@ export function testAgent(settings: LoupeConfig, secrets: { tavilyApiKey?: strin
   const deps = createDeps(settings, secrets);
   const checkpointer = createCheckpointer(settings);
   const agent = createAgent({ deps, checkpointer });
-  return { agent, deps, checkpointer, close: () => checkpointer.db.close() };
+  return { agent, deps, checkpointer, close: () => {
+    checkpointer.db.close();
+    deps.close();
+  } };
 }
 
 export async function writeImage(dir: string, name: string, bytes: Buffer): Promise<string> {
