@@ -1,52 +1,11 @@
-// The agent graph, wiring only: planner → image_tool / search (fanned out with Send) → reflect → planner | answer.
-import { END, START, StateGraph, type BaseCheckpointSaver } from "@langchain/langgraph";
-import { loadDotEnv, LoupeConfigSchema, resolveConfig, resolveSecrets, type LoupeConfig } from "../src/config.js";
-import { createDeps, type AgentDeps } from "../src/deps.js";
-import { AgentInput, AgentOutput, AgentState } from "../src/state.js";
-import { createAnswerNode } from "../nodes/answer.js";
-import { createImageToolNode } from "../nodes/image-tool.js";
-import { createPlannerNode } from "../nodes/planner.js";
-import { createReflectNode, routeAfterReflect } from "../nodes/reflect.js";
-import { routeAfterPlanner } from "../nodes/route.js";
-import { createSearchNode } from "../nodes/search.js";
+// The agent graph as LangGraph Studio and the graph API serve it (see langgraph.json), plus the builders for composition.
+import { loadDotEnv, resolveConfig, resolveSecrets } from "../src/config.js";
+import { createDeps } from "../src/deps.js";
+import { createAgent } from "./build.js";
 
-/** The uncompiled graph, for parents that compile it with their own checkpointer and store. */
-export function buildAgentGraph(deps: AgentDeps) {
-  return new StateGraph(AgentState, { input: AgentInput, output: AgentOutput, context: LoupeConfigSchema })
-    .addNode("planner", createPlannerNode(deps))
-    .addNode("image_tool", createImageToolNode(deps) as never)
-    .addNode("search", createSearchNode(deps) as never)
-    .addNode("reflect", createReflectNode(deps))
-    .addNode("answer", createAnswerNode(deps))
-    .addEdge(START, "planner")
-    .addConditionalEdges("planner", routeAfterPlanner, ["answer", "reflect", "image_tool", "search"])
-    .addEdge("image_tool", "reflect")
-    .addEdge("search", "reflect")
-    .addConditionalEdges("reflect", routeAfterReflect, ["planner", "answer"])
-    .addEdge("answer", END);
-}
+export { buildAgentGraph, createAgent, recursionLimitFor, type CreateAgentOptions, type LoupeAgent } from "./build.js";
 
-export interface CreateAgentOptions {
-  deps: AgentDeps;
-  checkpointer?: BaseCheckpointSaver | boolean;
-}
-
-/** A compiled agent with the given dependencies and checkpointer. */
-export function createAgent({ deps, checkpointer }: CreateAgentOptions) {
-  return buildAgentGraph(deps).compile({ checkpointer, name: "loupe" });
-}
-
-export type LoupeAgent = ReturnType<typeof createAgent>;
-
-/**
- * LangGraph's step limit for a run: each tool turn is three super-steps (planner, tools, reflect),
- * so 20+ tool calls would overrun the default of 25.
- */
-export function recursionLimitFor(settings: Pick<LoupeConfig, "maxTurns" | "maxToolCalls">): number {
-  return 3 * Math.max(settings.maxTurns, settings.maxToolCalls) + 3 * (settings.maxToolCalls > 0 ? 1 : 0) + 10;
-}
-
-/** The graph LangGraph Studio and the graph API serve (they supply their own checkpointer); configured from the environment. */
+/** The compiled graph, configured from the environment; the server supplies its own checkpointer. */
 export const graph = (() => {
   loadDotEnv();
   return createAgent({ deps: createDeps(resolveConfig(), resolveSecrets()) });

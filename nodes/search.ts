@@ -10,15 +10,26 @@ function trimTo(text: string, max: number): string {
   return text.length <= max ? text : `${text.slice(0, max)}… [truncated]`;
 }
 
+function allWith<K extends keyof SearchProvider>(providers: SearchProvider[], op: K): SearchProvider[] {
+  return providers.filter((p) => typeof p[op] === "function");
+}
+
 function firstWith<K extends keyof SearchProvider>(providers: SearchProvider[], op: K): SearchProvider | undefined {
-  return providers.find((p) => typeof p[op] === "function");
+  return allWith(providers, op)[0];
 }
 
 type Outcome = Pick<ToolResult, "text" | "urls" | "resultCount">;
 
-async function textSearch(provider: SearchProvider, queries: string[], maxResults: number, budget: number, signal?: AbortSignal): Promise<Outcome> {
+/** Every provider that can search answers every query; results are merged in provider order. */
+async function textSearch(providers: SearchProvider[], queries: string[], maxResults: number, budget: number, signal?: AbortSignal): Promise<Outcome> {
+  const searchOne = async (q: string) => {
+    const answers = await Promise.allSettled(providers.map((p) => p.textSearch!(q, { maxResults, signal })));
+    const ok = answers.filter((a) => a.status === "fulfilled").map((a) => a.value);
+    if (ok.length === 0) throw (answers[0] as PromiseRejectedResult).reason;
+    return { hits: ok.flatMap((a) => a.hits), images: ok.flatMap((a) => a.images) };
+  };
   // One failing query (a cache miss in replay mode, a timeout) must not discard the others.
-  const settled = await Promise.allSettled(queries.map((q) => provider.textSearch!(q, { maxResults, signal })));
+  const settled = await Promise.allSettled(queries.map(searchOne));
   if (settled.every((s) => s.status === "rejected")) throw (settled[0] as PromiseRejectedResult).reason;
   const seen = new Set<string>();
   const urls: ToolResult["urls"] = [];
@@ -43,8 +54,18 @@ async function textSearch(provider: SearchProvider, queries: string[], maxResult
   return { text: trimTo(sections.join("\n\n"), budget), urls, resultCount: n };
 }
 
-async function webVisit(provider: SearchProvider, urlsIn: string[], goal: string | undefined, budget: number, signal?: AbortSignal): Promise<Outcome> {
-  const { pages, failed } = await provider.webVisit!(urlsIn, { goal, signal });
+/** Each URL goes to the provider that holds it (the local corpus), else to the direct web reader, else the first other reader. */
+async function webVisit(providers: SearchProvider[], urlsIn: string[], goal: string | undefined, budget: number, signal?: AbortSignal): Promise<Outcome> {
+  const holder = (url: string) =>
+    providers.find((p) => (p as { holds?: (u: string) => boolean }).holds?.(url)) ??
+    providers.find((p) => p.name === "web") ??
+    providers.find((p) => !(p as { holds?: unknown }).holds) ??
+    providers[0]!;
+  const groups = new Map<SearchProvider, string[]>();
+  for (const url of urlsIn) groups.set(holder(url), [...(groups.get(holder(url)) ?? []), url]);
+  const answers = await Promise.all([...groups].map(([p, urls]) => p.webVisit!(urls, { goal, signal })));
+  const pages = answers.flatMap((a) => a.pages);
+  const failed = answers.flatMap((a) => a.failed);
   const per = Math.max(200, Math.floor(budget / Math.max(1, pages.length)));
   const parts = pages.map((p) => `Page: ${p.url}${p.title ? `\nTitle: ${p.title}` : ""}\n${trimTo(p.text.trim(), per)}`);
   for (const f of failed) parts.push(`Could not read ${f.url}: ${f.error}`);
@@ -66,13 +87,13 @@ export function createSearchNode(deps: AgentDeps) {
     try {
       let outcome: Outcome;
       if (call.name === "text_search") {
-        const provider = firstWith(deps.search, "textSearch");
-        if (!provider) throw new Error("text_search is not configured: set TAVILY_API_KEY");
-        outcome = await textSearch(provider, args.queries as string[], settings.searchMaxResults, settings.observationChars, config.signal);
+        const providers = allWith(deps.search, "textSearch");
+        if (!providers.length) throw new Error("text_search is not configured: set TAVILY_API_KEY or build a local index with loupe index DIR");
+        outcome = await textSearch(providers, args.queries as string[], settings.searchMaxResults, settings.observationChars, config.signal);
       } else if (call.name === "web_visit") {
-        const provider = firstWith(deps.search, "webVisit");
-        if (!provider) throw new Error("web_visit is not configured: set TAVILY_API_KEY");
-        outcome = await webVisit(provider, args.urls as string[], args.goal as string | undefined, settings.observationChars, config.signal);
+        const providers = allWith(deps.search, "webVisit");
+        if (!providers.length) throw new Error("web_visit is not configured: set TAVILY_API_KEY or build a local index with loupe index DIR");
+        outcome = await webVisit(providers, args.urls as string[], args.goal as string | undefined, settings.observationChars, config.signal);
       } else {
         const provider = firstWith(deps.search, "imageSearch");
         if (!provider) throw new Error("image_search is not configured: no reverse image search provider is set up");

@@ -1,11 +1,14 @@
 // The `loupe` command line: `loupe ask` runs the agent on a question and images against a model server.
 import { randomUUID } from "node:crypto";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { createAgent } from "../graphs/agent.js";
+import { createAgent } from "../graphs/build.js";
 import type { AgentEvent } from "../nodes/events.js";
 import { createCheckpointer } from "./checkpointer.js";
 import { ConfigError, ENV_VARS, loadDotEnv, resolveConfig, resolveSecrets, type LoupeConfig } from "./config.js";
-import { createDeps } from "./deps.js";
+import { corpusPath, createDeps } from "./deps.js";
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { runIndexCommand } from "../tools/search/corpus.js";
 import { ImageInputError } from "./images.js";
 import { ModelServerError } from "./model.js";
 import { ask, RunError, type AskResult } from "./run.js";
@@ -84,6 +87,8 @@ function oneLine(err: unknown): string {
 
 export function buildProgram(): Command {
   const program = new Command();
+  // Before the subcommands exist, so they inherit it: usage errors then reach main() (exit 2).
+  program.exitOverride();
   program
     .name("loupe")
     .description("An agent that thinks with images and researches, on any OpenAI-compatible vision model (vLLM).")
@@ -181,6 +186,19 @@ Examples:
         deps.close();
       }
     });
+  program
+    .command("index")
+    .description("Build or update a local search index (SQLite FTS5) over a folder of .md, .txt, .html and .pdf files; loupe ask then searches it with no API key.")
+    .argument("<dir>", "folder to index (recursively)")
+    .option("--corpus <path>", `index file (env ${ENV_VARS.corpus}; default <data-dir>/corpus.sqlite)`)
+    .option("--data-dir <dir>", `data directory (env ${ENV_VARS.dataDir}; default .loupe)`)
+    .action(async (dir: string, opts: { corpus?: string; dataDir?: string }) => {
+      const settings = resolveConfig({ corpus: opts.corpus, dataDir: opts.dataDir });
+      const target = corpusPath(settings);
+      mkdirSync(dirname(target), { recursive: true });
+      const code = await runIndexCommand(dir, target, (line) => process.stderr.write(`${line}\n`));
+      if (code !== 0) process.exitCode = code;
+    });
   return program;
 }
 
@@ -190,7 +208,7 @@ export async function main(argv: string[]): Promise<number> {
   program.exitOverride();
   try {
     await program.parseAsync(argv);
-    return 0;
+    return typeof process.exitCode === "number" ? process.exitCode : 0;
   } catch (err) {
     const e = err as { code?: string; exitCode?: number; message?: string };
     if (e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.code === "commander.help") return 0;

@@ -56,6 +56,18 @@ export const LoupeConfigSchema = z.object({
   stream: z.boolean().default(true).describe("Stream model replies"),
   dataDir: z.string().default(".loupe").describe("Directory for the checkpoint database and the image store"),
   tavilyUrl: z.string().url().optional().describe("Tavily API base URL override"),
+  webVisit: z
+    .enum(["direct", "tavily"])
+    .default("direct")
+    .describe("Who reads pages for web_visit: direct (Loupe fetches them, refusing private addresses, and summarises long pages toward the goal) or tavily (Tavily extract)"),
+  webAllowHosts: z
+    .string()
+    .default("")
+    .describe("Comma-separated hosts (host or host:port) web_visit may fetch even though they are private, e.g. an intranet wiki"),
+  corpus: z
+    .string()
+    .optional()
+    .describe("Local corpus index built by `loupe index` (default <dataDir>/corpus.sqlite, used when it exists)"),
   searchCache: z
     .enum(["live", "read-write", "replay", "record"])
     .default("read-write")
@@ -100,6 +112,9 @@ export const ENV_VARS: Record<Key, string> = {
   stream: "LOUPE_STREAM",
   dataDir: "LOUPE_DATA_DIR",
   tavilyUrl: "LOUPE_TAVILY_URL",
+  webVisit: "LOUPE_WEB_VISIT",
+  webAllowHosts: "LOUPE_WEB_ALLOW_HOSTS",
+  corpus: "LOUPE_CORPUS",
   searchCache: "LOUPE_SEARCH_CACHE",
   searchCacheTtl: "LOUPE_SEARCH_CACHE_TTL",
   searchMaxResults: "LOUPE_SEARCH_MAX_RESULTS",
@@ -143,21 +158,25 @@ export function resolveConfig(
   env: NodeJS.ProcessEnv = process.env,
 ): LoupeConfig {
   const merged: Record<string, unknown> = {};
+  const given: Record<string, unknown> = {};
   for (const key of Object.keys(ENV_VARS) as Key[]) {
     const value = explicit[key];
     if (value !== undefined) {
-      merged[key] = value;
+      merged[key] = given[key] = value;
       continue;
     }
     const raw = env[ENV_VARS[key]];
-    if (raw !== undefined && raw !== "") merged[key] = fromEnvString(key, raw);
+    if (raw !== undefined && raw !== "") {
+      merged[key] = fromEnvString(key, raw);
+      given[key] = raw;
+    }
   }
   const parsed = LoupeConfigSchema.safeParse(merged);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) => {
       const key = issue.path[0] as Key;
       const source = explicit[key] !== undefined ? `--${kebab(key)}` : ENV_VARS[key];
-      return `${source}: ${issue.message} (got ${JSON.stringify(merged[key])})`;
+      return `${source}: ${issue.message} (got ${JSON.stringify(given[key])})`;
     });
     throw new ConfigError(`invalid configuration: ${problems.join("; ")}`);
   }

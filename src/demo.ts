@@ -23,6 +23,8 @@ function childEnv(tavilyUrl: string): NodeJS.ProcessEnv {
   }
   env.TAVILY_API_KEY = FAKE_TAVILY_API_KEY;
   env.LOUPE_TAVILY_URL = tavilyUrl;
+  // The recorded pages are served by the fake Tavily server, not fetched from the web.
+  env.LOUPE_WEB_VISIT = "tavily";
   return env;
 }
 

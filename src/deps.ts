@@ -1,11 +1,14 @@
 // What the agent's nodes depend on (model client, image store, search providers), built by a factory, never module singletons.
+import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { LoupeConfigSchema, type LoupeConfig, type LoupeSecrets } from "./config.js";
+import { ConfigError, LoupeConfigSchema, type LoupeConfig, type LoupeSecrets } from "./config.js";
 import { ImageStore } from "./images.js";
 import { OpenAICompatibleModel, type ModelClient } from "./model.js";
 import type { SearchProvider } from "../tools/search/provider.js";
 import { cachedProvider, parseTtl, SearchCache, searchCachePath } from "../tools/search/cache.js";
+import { createCorpusProvider } from "../tools/search/corpus.js";
 import { createTavilyProvider } from "../tools/search/tavily.js";
+import { createDirectWebProvider } from "../tools/search/web.js";
 
 export interface AgentDeps {
   /** Settings used when a run's context does not override them. */
@@ -18,15 +21,42 @@ export interface AgentDeps {
   close(): void;
 }
 
-/** The configured search providers, each behind the search cache (unless the cache mode is live). */
-export function searchProvidersFrom(config: LoupeConfig, secrets: LoupeSecrets, cache: SearchCache | null): SearchProvider[] {
-  const providers: SearchProvider[] = [];
+export function corpusPath(config: Pick<LoupeConfig, "corpus" | "dataDir">): string {
+  return resolve(config.corpus ?? join(config.dataDir, "corpus.sqlite"));
+}
+
+/**
+ * The configured search providers: paid web APIs behind the search cache (unless its mode is
+ * live), and the local corpus when an index exists (local and free, so never cached).
+ */
+export function searchProvidersFrom(
+  config: LoupeConfig,
+  secrets: LoupeSecrets,
+  cache: SearchCache | null,
+  summarizer?: ModelClient,
+): SearchProvider[] {
+  let remote: SearchProvider[] = [];
   if (secrets.tavilyApiKey) {
-    providers.push(createTavilyProvider({ apiKey: secrets.tavilyApiKey, baseUrl: config.tavilyUrl }));
+    remote.push(createTavilyProvider({ apiKey: secrets.tavilyApiKey, baseUrl: config.tavilyUrl }));
   }
-  if (!cache || config.searchCache === "live") return providers;
-  const keys = [secrets.tavilyApiKey, secrets.apiKey].filter((k): k is string => Boolean(k));
-  return providers.map((p) => cachedProvider(p, cache, config.searchCache, { secrets: keys }));
+  if (cache && config.searchCache !== "live") {
+    const keys = [secrets.tavilyApiKey, secrets.apiKey].filter((k): k is string => Boolean(k));
+    remote = remote.map((p) => cachedProvider(p, cache, config.searchCache, { secrets: keys }));
+  }
+  const corpus = corpusPath(config);
+  if (config.corpus && !existsSync(corpus)) {
+    throw new ConfigError(`no corpus index at ${corpus} (LOUPE_CORPUS); build one with: loupe index DIR`);
+  }
+  const providers = existsSync(corpus) ? [createCorpusProvider(corpus), ...remote] : remote;
+  // Pages are read directly (guarded against private addresses, summarised toward the goal) once
+  // any search is configured; with none, the agent stays in image-only "General" mode.
+  if (providers.length > 0 && config.webVisit === "direct") {
+    const allowHosts = config.webAllowHosts.split(",").map((h) => h.trim()).filter(Boolean);
+    let web = createDirectWebProvider({ fetch: { allowHosts }, summarize: summarizer ? { model: summarizer } : undefined });
+    if (cache && config.searchCache !== "live") web = cachedProvider(web, cache, config.searchCache, {});
+    return [...providers, web];
+  }
+  return providers;
 }
 
 export function imageStoreFor(config: LoupeConfig): ImageStore {
@@ -45,12 +75,24 @@ export function createDeps(
     overrides.search || config.searchCache === "live"
       ? null
       : new SearchCache(searchCachePath(resolve(config.dataDir)), { ttlMs: parseTtl(config.searchCacheTtl) });
+  let model: AgentDeps["model"];
+  const summarizer: ModelClient = {
+    get url() {
+      return model(config).url;
+    },
+    modelName: () => model(config).modelName(),
+    complete: (turns, options) => model(config).complete(turns, options),
+  };
+  const search = overrides.search ?? searchProvidersFrom(config, secrets, cache, summarizer);
   return {
     defaults: config,
     images,
-    search: overrides.search ?? searchProvidersFrom(config, secrets, cache),
-    close: () => cache?.close(),
-    model:
+    search,
+    close: () => {
+      cache?.close();
+      for (const provider of search) (provider as { close?: () => void }).close?.();
+    },
+    model: (model =
       overrides.model ??
       ((runConfig) => {
         const key = JSON.stringify([runConfig.modelUrl, runConfig.model, runConfig.temperature, runConfig.maxTokens, runConfig.timeoutMs, runConfig.retries, runConfig.stream]);
@@ -60,7 +102,7 @@ export function createDeps(
           clients.set(key, client);
         }
         return client;
-      }),
+      })),
   };
 }
 

@@ -1,6 +1,6 @@
 // Running a question through a compiled agent: thread ids, streaming progress events, resume, and the result summary.
 import { randomUUID } from "node:crypto";
-import { recursionLimitFor, type LoupeAgent } from "../graphs/agent.js";
+import { recursionLimitFor, type LoupeAgent } from "../graphs/build.js";
 import type { AgentEvent } from "../nodes/events.js";
 import type { LoupeConfig } from "./config.js";
 import type { AgentStateValue, Citation } from "./state.js";

@@ -5,7 +5,9 @@ import { join, resolve } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { startFakeTavilyServer, FAKE_TAVILY_API_KEY, type FakeTavilyServer } from "./fixtures/fake-tavily-server.js";
 import { startScriptedModelServer, type ScriptedModelServer } from "./fixtures/scripted-model-server.js";
-import { tempDir, writeImage } from "./helpers.js";
+import { requestText, tempDir, writeImage } from "./helpers.js";
+import { minimalPdf } from "./fixtures/pdf.js";
+import { mkdir, writeFile } from "node:fs/promises";
 import { harbourImage, TRAJECTORY_ANSWER, TRAJECTORY_PAGES, TRAJECTORY_SEARCH, TRAJECTORY_TOOL_CALLS, trajectoryScript } from "./scenarios/trajectory.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
@@ -20,7 +22,7 @@ interface Run {
 }
 
 function baseEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, ...extra };
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, LOUPE_WEB_VISIT: "tavily", ...extra };
   return env;
 }
 
@@ -146,5 +148,38 @@ describe("loupe ask (CLI)", () => {
     // The first request after the restart is the one that was cut off: nothing before it was redone.
     expect(model.chatRequests()[KILL_AT]!.rawBody).toBe(killedRequest);
     expect(model.remaining()).toBe(0);
+  });
+
+  it("loupe index over md/txt/html/pdf, then loupe ask with no API key answers from the folder and cites the file", async () => {
+    const docs = join(tmp.dir, "docs");
+    await mkdir(docs);
+    await writeFile(join(docs, "piers.md"), "# Piers\n\nThe harbour has three piers: north, south and east.\n");
+    await writeFile(join(docs, "notes.txt"), "Field notes: the east pier was rebuilt in 1990.\n");
+    await writeFile(join(docs, "lights.html"), "<html><head><title>Lights</title></head><body><nav>Home</nav><article><p>The south light is green.</p></article></body></html>");
+    await writeFile(join(docs, "survey.pdf"), minimalPdf(["Survey 2024: the north pier sign code is QUOKKA-7."], "Pier survey"));
+    const data = join(tmp.dir, "data");
+    const indexed = await runCli(["index", docs, "--data-dir", data], baseEnv());
+    expect(indexed.code).toBe(0);
+    expect(indexed.stderr).toMatch(/4 files/);
+
+    model = await startScriptedModelServer({
+      script: [
+        { toolCalls: [{ name: "text_search", arguments: { queries: ["north pier sign code"] } }] },
+        (req) => {
+          const url = /(file:\/\/\S+survey\.pdf)/.exec(requestText(req.body))?.[1] ?? "missing";
+          return { toolCalls: [{ name: "web_visit", arguments: { urls: [url], goal: "the sign code" } }] };
+        },
+        (req) => ({ content: `<answer>${/code is (QUOKKA-\d)/.exec(requestText(req.body))?.[1] ?? "unknown"}</answer>` }),
+      ],
+    });
+    const env = baseEnv();
+    delete env.TAVILY_API_KEY;
+    const run = await runCli(["ask", "--json", "--model-url", model.url, "--image", image, "--data-dir", data, "What is the north pier sign code?"], env);
+    expect(run.stderr).not.toMatch(/^\s+at /m);
+    expect(run.code).toBe(0);
+    const out = JSON.parse(run.stdout);
+    expect(out.answer).toBe("QUOKKA-7");
+    expect(out.citations).toContainEqual(expect.objectContaining({ type: "url", url: expect.stringMatching(/^file:\/\/.*survey\.pdf$/) }));
+    expect(out.toolCalls.map((c: { name: string; ok: boolean }) => [c.name, c.ok])).toEqual([["text_search", true], ["web_visit", true]]);
   });
 });

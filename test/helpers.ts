@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import sharp from "sharp";
-import { createAgent } from "../graphs/agent.js";
+import { createAgent } from "../graphs/build.js";
 import { createCheckpointer } from "../src/checkpointer.js";
 import { resolveConfig, type LoupeConfig } from "../src/config.js";
 import { createDeps } from "../src/deps.js";
@@ -13,9 +13,12 @@ export async function tempDir(prefix = "loupe-test-"): Promise<{ dir: string; cl
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
 }
 
-/** Settings for tests: fast retries, no environment leaking in. */
+/**
+ * Settings for tests: fast retries, no environment leaking in. Pages are read through the fake
+ * Tavily server (webVisit "tavily") unless a test asks for Loupe's direct reader.
+ */
 export function testSettings(overrides: Partial<LoupeConfig> & { modelUrl: string; dataDir: string }): LoupeConfig {
-  return resolveConfig({ retries: 2, retryBaseMs: 20, timeoutMs: 10_000, ...overrides }, {});
+  return resolveConfig({ retries: 2, retryBaseMs: 20, timeoutMs: 10_000, webVisit: "tavily", ...overrides }, {});
 }
 
 export function testAgent(settings: LoupeConfig, secrets: { tavilyApiKey?: string; apiKey?: string } = {}) {

@@ -165,3 +165,34 @@ describe("observations cannot forge protocol tags", () => {
     expect(observation.match(/<\/observation>/g)).toHaveLength(1);
   });
 });
+
+describe("web_visit refuses private addresses, and says so to the model", () => {
+  it("loopback, metadata, IPv6 loopback, a name resolving to a private address, and a redirect to one", async () => {
+    const { createServer } = await import("node:http");
+    const redirector = createServer((_req, res) => res.writeHead(302, { location: "http://127.0.0.1:9/secret" }).end());
+    await new Promise<void>((r) => redirector.listen(0, "127.0.0.1", r));
+    servers.push({ close: () => new Promise((r) => redirector.close(() => r())) });
+    const redirectHost = `127.0.0.1:${(redirector.address() as { port: number }).port}`;
+    const tavily = await startFakeTavilyServer({});
+    servers.push(tavily);
+    const urls = ["http://127.0.0.1/", "http://169.254.169.254/latest/meta-data", "http://[::1]/", "http://localhost:9/", `http://${redirectHost}/start`];
+    const server = await model([
+      { toolCalls: [{ name: "web_visit", arguments: { urls } }] },
+      { content: "<answer>blocked</answer>" },
+    ]);
+    // The redirecting server is allowed by name, so the refusal comes from the redirect target.
+    const settings = testSettings({ modelUrl: server.url, dataDir: tmp.dir, tavilyUrl: tavily.url, webVisit: "direct", webAllowHosts: redirectHost });
+    const { agent, close } = testAgent(settings, { tavilyApiKey: FAKE_TAVILY_API_KEY });
+    const result = await ask(agent, { settings, question: "q?", images: [image] });
+    close();
+    expect(result.answer).toBe("blocked");
+    const observation = requestText({ messages: server.chatRequests()[1]!.body.messages.slice(-2) });
+    expect(observation).toMatch(/Could not read http:\/\/127\.0\.0\.1\/: .*loopback/);
+    expect(observation).toMatch(/Could not read http:\/\/169\.254\.169\.254\/latest\/meta-data: .*(link-local|metadata)/);
+    expect(observation).toMatch(/Could not read http:\/\/\[::1\]\/: .*loopback/);
+    // A name (not an address) is checked after DNS resolution.
+    expect(observation).toMatch(/Could not read http:\/\/localhost:9\/: .*loopback/);
+    expect(observation).toMatch(/after a redirect to http:\/\/127\.0\.0\.1:9\/secret/);
+    expect(tavily.requests.filter((r) => r.path === "/extract")).toHaveLength(0);
+  });
+});

@@ -3,31 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { minimalPdf } from "../../test/fixtures/pdf.js";
 import { buildCorpusIndex, createCorpusProvider, ftsQuery, runIndexCommand, splitPassages, type CorpusProvider } from "./corpus.js";
-
-/** A minimal valid one-page PDF with an Info title and one line of text per entry, xref offsets computed. */
-function minimalPdf(title: string, lines: string[]): Buffer {
-  const content = `BT /F1 12 Tf 72 720 Td 14 TL ${lines.map((l) => `(${l}) Tj T*`).join(" ")} ET`;
-  const objects = [
-    "<< /Type /Catalog /Pages 2 0 R >>",
-    "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-    "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
-    `<< /Length ${content.length} >>\nstream\n${content}\nendstream`,
-    "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    `<< /Title (${title}) >>`,
-  ];
-  let pdf = "%PDF-1.4\n";
-  const offsets: number[] = [];
-  objects.forEach((body, i) => {
-    offsets.push(pdf.length);
-    pdf += `${i + 1} 0 obj\n${body}\nendobj\n`;
-  });
-  const xref = pdf.length;
-  pdf += `xref\n0 ${objects.length + 1}\n0000000000 65535 f \n`;
-  pdf += offsets.map((o) => `${String(o).padStart(10, "0")} 00000 n \n`).join("");
-  pdf += `trailer\n<< /Size ${objects.length + 1} /Root 1 0 R /Info 6 0 R >>\nstartxref\n${xref}\n%%EOF\n`;
-  return Buffer.from(pdf, "latin1");
-}
 
 const MARKDOWN = `---
 title: Tidepool Field Guide
@@ -62,10 +39,10 @@ const HTML = `<!doctype html>
 <footer>Copyright 2024 Lighthouse Society. Cookie settings.</footer>
 </body></html>`;
 
-const PDF = minimalPdf("Glacier Survey 2023", [
+const PDF = minimalPdf([
   "The zorblatt moraine advanced twelve metres in 2023.",
   "Measurements were taken at the quuxlamp ridge station.",
-]);
+], "Glacier Survey 2023");
 
 describe("local corpus", () => {
   let dir: string;
