@@ -1,5 +1,5 @@
 // Prints the agent graph as a Mermaid diagram, drawn from the real graph (pasted into the README).
-import { createAgent } from "../graphs/agent.js";
+import { createAgent } from "../graphs/build.js";
 import { resolveConfig } from "../src/config.js";
 import { createDeps } from "../src/deps.js";
 
