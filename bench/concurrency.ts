@@ -4,7 +4,7 @@
 // is its own; the server runs in the parent process.
 import { cpus } from "node:os";
 import { join } from "node:path";
-import { createAgent } from "../graphs/agent.js";
+import { createAgent } from "../graphs/build.js";
 import { createCheckpointer } from "../src/checkpointer.js";
 import { createDeps, imageStoreFor } from "../src/deps.js";
 import { OpenAICompatibleModel } from "../src/model.js";
@@ -185,7 +185,7 @@ export const concurrency: Benchmark<ConcurrencyResult> = {
       modelCalls,
       latencyMs: LATENCY_MS,
       reps,
-      image: "a distinct 640×480 photo-like JPEG per question (up to 64), crops of 40%×40% (256×192 px)",
+      image: "A distinct 640×480 photo-like JPEG per question (up to 64), crops of 40%×40% (256×192 px)",
       rows,
     };
   },

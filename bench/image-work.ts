@@ -161,6 +161,18 @@ const LABELS: Record<Variant, string> = {
   "whatif-encode": "what-if, not shipped: Loupe's path with JPEG Huffman optimisation off",
 };
 
+function imageReading(r: ImageWorkResult): string[] {
+  const l = r.variants.loupe;
+  const w = r.variants["whatif-encode"];
+  const n = r.variants["loupe-node"];
+  return [
+    "",
+    `**Target missed** (${fmt(r.loupeOverDecode, 2)}×). What bounds it: the decode happens once, in the first call (${fmt(l.medianFirstOpMs, 0)} ms); each later call still costs ${fmt(l.medianLaterOpMs, 1)} ms, mostly encoding its result (and, for zooms, the Lanczos enlargement), then hashing and writing it to the store. \`runImageOp\` encodes with Huffman-table optimisation on (\`optimiseCoding: true\` in \`JPEG_OPTIONS\`), an extra pass over the coefficients of each 1536×864 crop: the same path with only that option off (what-if row) takes ${fmt(w.medianLaterOpMs, 1)} ms per later call and ${fmt(w.medianTotalMs / r.decodeMs, 2)}× one decode for all ten. In a real step the tool node and reflect add more (row "whole tool step", ${fmt(n.medianLaterOpMs, 1)} ms per later call): the blank-crop check decodes the new JPEG again, and a crop over the model's pixel budget (1 MP) is decoded once more to make the downscaled copy the model sees.`,
+    "",
+    "What would fix it: `optimiseCoding: false` in `JPEG_OPTIONS` (files about a third larger; the encode is still deterministic, so content addresses and prefix stability are unaffected); compute the blank-crop statistics from the extracted pixels; and for a crop larger than the model's budget, make the model's view from the pixels already in memory rather than from the encoded crop.",
+  ];
+}
+
 export const imageWork: Benchmark<ImageWorkResult> = {
   name: "image-work",
   title: "3. Image work on an 8K photo",
@@ -213,7 +225,9 @@ export const imageWork: Benchmark<ImageWorkResult> = {
     const rows = (["loupe", "naive", "decode", "loupe-node", "whatif-encode", "idle"] as const).map((v) => {
       const s = r.variants[v];
       const ops = v === "decode" || v === "idle";
-      return `| ${s.label} | ${ops ? (v === "decode" ? fmt(s.medianTotalMs, 0) : "—") : fmt(s.medianTotalMs, 0)} | ${ops ? "—" : fmt(s.medianTotalMs / 10, 1)} | ${ops ? "—" : `${fmt(s.medianFirstOpMs, 0)} / ${fmt(s.medianLaterOpMs, 1)}`} | ${ops ? "—" : fmt(s.medianTotalMs / r.decodeMs, 2)}× | ${fmtBytes(s.medianMaxRssBytes)} |`;
+      const total = v === "idle" ? "—" : fmt(s.medianTotalMs, 0);
+      const vsDecode = v === "idle" ? "—" : `${fmt(s.medianTotalMs / r.decodeMs, 2)}×`;
+      return `| ${s.label} | ${total} | ${ops ? "—" : fmt(s.medianTotalMs / 10, 1)} | ${ops ? "—" : `${fmt(s.medianFirstOpMs, 0)} / ${fmt(s.medianLaterOpMs, 1)}`} | ${vsDecode} | ${fmtBytes(s.medianMaxRssBytes)} |`;
     });
     return [
       `A ${r.image.width}×${r.image.height} photo-like JPEG (${fmtBytes(r.image.bytes)}); 10 operations alternating crops of 20%×20% (1536×864 px) and zooms of 6%×6% enlarged to 1024 px wide, spread over the image. Each variant runs in a fresh process; medians over ${r.reps} processes per variant, variants interleaved. Loupe's ingest of the input (probe, hash, store), done once per question before any tool call, took ${fmt(r.variants.loupe.medianIngestMs ?? NaN, 0)} ms and is not counted.`,
@@ -222,7 +236,8 @@ export const imageWork: Benchmark<ImageWorkResult> = {
       "|---|---|---|---|---|---|",
       ...rows,
       "",
-      `Loupe's 10 operations cost **${fmt(r.loupeOverDecode, 2)}×** one decode of the image; the naive way costs ${fmt(r.naiveOverDecode, 2)}× (Loupe is ${fmt(r.speedup, 2)}× faster). Peak RSS includes the baseline process shown in the last row.`,
+      `Loupe's 10 operations cost **${fmt(r.loupeOverDecode, 2)}×** one decode of the image; the naive way costs ${fmt(r.naiveOverDecode, 2)}× (Loupe is ${fmt(r.speedup, 2)}× faster). Peak RSS includes the baseline process shown in the last row; Loupe's is higher than the naive way's because it keeps the decoded pixels (${fmtBytes(r.image.width * r.image.height * 3)}) for the next call.`,
+      ...(r.loupeOverDecode > 2 ? imageReading(r) : []),
     ].join("\n");
   },
   targets(r) {

@@ -3,7 +3,7 @@
 // re-sent byte-identical. The anchor is the ideal: 100%.
 import { join } from "node:path";
 import { writeFile } from "node:fs/promises";
-import { createAgent } from "../graphs/agent.js";
+import { createAgent } from "../graphs/build.js";
 import { createCheckpointer } from "../src/checkpointer.js";
 import { createDeps } from "../src/deps.js";
 import { ask } from "../src/run.js";
@@ -150,13 +150,19 @@ export const prefix: Benchmark<PrefixResult> = {
       const model = await startScriptedModelServer(c.mixed ? { script: mixedScript(c.dialect) } : { script: [scenarioEntry({ steps: 24, dialect: c.dialect })], onExhausted: "repeat-last" });
       const tavily = await startFakeTavilyServer({ search: TRAJECTORY_SEARCH, pages: TRAJECTORY_PAGES });
       try {
-        const settings = benchSettings({ modelUrl: model.url, dataDir: dir.dir, dialect: c.dialect, tavilyUrl: tavily.url, maxToolCalls: 24 });
+        // Pages are read through the fake Tavily, as in the trajectory test.
+        const settings = benchSettings({ modelUrl: model.url, dataDir: dir.dir, dialect: c.dialect, tavilyUrl: tavily.url, webVisit: "tavily", maxToolCalls: 24 });
         const saver = createCheckpointer(settings);
-        const agent = createAgent({ deps: createDeps(settings, { tavilyApiKey: FAKE_TAVILY_API_KEY }), checkpointer: saver });
+        const deps = createDeps(settings, { tavilyApiKey: FAKE_TAVILY_API_KEY });
+        const agent = createAgent({ deps, checkpointer: saver });
         const result = await ask(agent, { settings, question: c.mixed ? "What code is written on the north pier sign, and what does it mark?" : QUESTION, images: [c.mixed ? harbour : small] });
         saver.db.close();
+        deps.close();
         const expected = c.mixed ? "LOUPE-42" : SCENARIO_ANSWER;
-        if (result.answer !== expected || result.toolCalls.length !== 24) throw new Error(`prefix/${c.dialect}: expected 24 tool calls and ${expected}, got ${result.toolCalls.length} and ${result.answer}`);
+        const failed = result.toolCalls.filter((t) => !t.ok).map((t) => t.name);
+        if (result.answer !== expected || result.toolCalls.length !== 24 || failed.length) {
+          throw new Error(`prefix/${c.dialect}: expected 24 successful tool calls and ${expected}, got ${result.toolCalls.length} (failed: ${failed.join(", ") || "none"}) and ${result.answer}`);
+        }
         const stat = prefixStats(c.name, c.dialect, model.chatRequests(), result.toolCalls.length);
         trajectories.push(stat);
         ctx.log(`  ${c.dialect}${c.mixed ? " mixed" : " crops"}: ${stat.requests} requests, prefix ${pct(stat.overallShare, 3)} (min ${pct(stat.minShare, 3)}), images re-sent identical ${pct(stat.imageShare, 3)}`);
@@ -172,7 +178,11 @@ export const prefix: Benchmark<PrefixResult> = {
     const rows = r.trajectories.map(
       (t) => `| ${t.name} | ${t.dialect} | ${t.requests} | **${pct(t.overallShare, 3)}** | ${pct(t.minShare, 3)} | ${t.allFieldsEqual ? "yes" : "**no**"} | ${pct(t.imageShare, 3)} (${t.imagesPrevTotal}) |`,
     );
-    const perRequest = r.trajectories.map((t) => `${t.dialect}${t.name.startsWith("24 crops") ? " crops" : " mixed"}: ${t.pairs.map((p) => fmt(p.share * 100, 2)).join(" · ")}`);
+    const perRequest = r.trajectories.map((t) => {
+      const name = `${t.dialect}${t.name.startsWith("24 crops") ? " crops" : " mixed"}`;
+      if (t.pairs.every((p) => p.share === 1 && p.imagesSame === p.imagesPrev)) return `${name}: all ${t.pairs.length} requests after the first 100%, with every image part identical`;
+      return `${name}: ${t.pairs.map((p) => fmt(p.share * 100, 2)).join(" · ")}`;
+    });
     return [
       "For each request k after the first: the bytes of request k−1's `messages` (serialised, without the closing bracket) that request k repeats as its start, as a share of request k−1; the other fields (model, tools, stop, sampling) must be identical too. Image parts: of the images in request k−1, the share that request k sends again at the same position with identical bytes (base64 data URLs). The anchor is the ideal, 100%.",
       "",

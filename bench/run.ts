@@ -1,5 +1,6 @@
 // `npm run bench [-- --quick] [-- --only NAME[,NAME]]`: runs the benchmarks, writes
-// bench/results/<name>.json and regenerates BENCHMARKS.md from all stored results.
+// bench/results/<name>.json and regenerates BENCHMARKS.md from all stored results
+// (`--render` only regenerates BENCHMARKS.md).
 // --quick is a smoke run for CI (well under a minute): fewer repetitions and sizes, results written
 // to bench/results/quick/, BENCHMARKS.md untouched, and nothing about timing is checked.
 // The exit code is non-zero only when a benchmark could not run correctly (e.g. the bare loop and
@@ -20,16 +21,18 @@ import { prefix } from "./prefix.js";
 export const BENCHMARKS: Benchmark<any>[] = [overhead, checkpoints, imageWork, concurrency, prefix, latency];
 
 function usage(): never {
-  console.error(`usage: npm run bench [-- --quick] [-- --only ${BENCHMARKS.map((b) => b.name).join("|")}[,…]]`);
+  console.error(`usage: npm run bench [-- --quick] [-- --only ${BENCHMARKS.map((b) => b.name).join("|")}[,…]] [-- --render]`);
   process.exit(2);
 }
 
-function parseArgs(argv: string[]): { quick: boolean; only: string[] | null } {
+function parseArgs(argv: string[]): { quick: boolean; only: string[] | null; render: boolean } {
   let quick = false;
+  let render = false;
   let only: string[] | null = null;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === "--quick") quick = true;
+    else if (a === "--render") render = true;
     else if (a === "--only") only = (argv[++i] ?? usage()).split(",").map((s) => s.trim()).filter(Boolean);
     else if (a.startsWith("--only=")) only = a.slice("--only=".length).split(",").map((s) => s.trim()).filter(Boolean);
     else if (a === "--help" || a === "-h") usage();
@@ -45,7 +48,16 @@ function parseArgs(argv: string[]): { quick: boolean; only: string[] | null } {
       process.exit(2);
     }
   }
-  return { quick, only };
+  return { quick, only, render };
+}
+
+async function writeReport(): Promise<void> {
+  const stored: StoredResult[] = [];
+  for (const bench of BENCHMARKS) {
+    const path = join(RESULTS_DIR, `${bench.name}.json`);
+    if (existsSync(path)) stored.push(JSON.parse(await readFile(path, "utf8")) as StoredResult);
+  }
+  await writeFile(join(ROOT, "BENCHMARKS.md"), renderMarkdown(BENCHMARKS, stored));
 }
 
 function commandLine(argv: string[]): string {
@@ -54,7 +66,13 @@ function commandLine(argv: string[]): string {
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
-  const { quick, only } = parseArgs(argv);
+  const { quick, only, render } = parseArgs(argv);
+  if (render) {
+    // Only rebuild BENCHMARKS.md from the stored results (e.g. after changing how it is written).
+    await writeReport();
+    console.log("Wrote BENCHMARKS.md from bench/results/*.json");
+    return;
+  }
   const selected = BENCHMARKS.filter((b) => !only || only.includes(b.name));
   const outDir = quick ? join(RESULTS_DIR, "quick") : RESULTS_DIR;
   await mkdir(outDir, { recursive: true });
@@ -89,12 +107,7 @@ async function main(): Promise<void> {
   }
 
   if (!quick) {
-    const stored: StoredResult[] = [];
-    for (const bench of BENCHMARKS) {
-      const path = join(RESULTS_DIR, `${bench.name}.json`);
-      if (existsSync(path)) stored.push(JSON.parse(await readFile(path, "utf8")) as StoredResult);
-    }
-    await writeFile(join(ROOT, "BENCHMARKS.md"), renderMarkdown(BENCHMARKS, stored));
+    await writeReport();
     console.log(`\nWrote ${join("bench", "results")}/*.json and BENCHMARKS.md`);
   } else {
     console.log(`\nQuick run: results in ${join("bench", "results", "quick")}/ (BENCHMARKS.md not touched; no timing is checked)`);

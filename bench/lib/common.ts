@@ -97,7 +97,7 @@ export function fmtBytes(n: number): string {
   if (n >= 1024 ** 3) return `${fmt(n / 1024 ** 3, 2)} GiB`;
   if (n >= 1024 ** 2) return `${fmt(n / 1024 ** 2, 1)} MiB`;
   if (n >= 1024) return `${fmt(n / 1024, 1)} KiB`;
-  return `${n} B`;
+  return `${Math.round(n)} B`;
 }
 
 export function pct(x: number, digits = 1): string {
@@ -188,9 +188,12 @@ export async function fileBytes(path: string): Promise<Buffer> {
 // Loupe settings for benchmarks
 // ---------------------------------------------------------------------------------------------
 
-/** Settings with no environment leaking in; retries off so a broken run fails instead of waiting. */
+/**
+ * Settings with no environment leaking in; retries off so a broken run fails instead of waiting;
+ * no search cache, so every run does its work live.
+ */
 export function benchSettings(overrides: Partial<LoupeConfig> & { modelUrl: string; dataDir: string }): LoupeConfig {
-  return resolveConfig({ model: "scripted-vl", retries: 0, retryBaseMs: 10, timeoutMs: 120_000, ...overrides }, {});
+  return resolveConfig({ model: "scripted-vl", retries: 0, retryBaseMs: 10, timeoutMs: 120_000, searchCache: "live", ...overrides }, {});
 }
 
 export async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }> {

@@ -10,6 +10,9 @@ interface StartMessage {
   record: "hash" | "none";
 }
 
+// If the benchmark runner goes away, so does this process.
+process.on("disconnect", () => process.exit(0));
+
 process.once("message", async (msg: StartMessage) => {
   try {
     const server = await startScriptedModelServer({
@@ -37,7 +40,6 @@ process.once("message", async (msg: StartMessage) => {
     });
     process.send!({ type: "ready", url: server.url });
   } catch (err) {
-    process.send!({ type: "error", message: (err as Error).stack ?? String(err) });
-    process.disconnect();
+    process.send!({ type: "error", message: (err as Error).stack ?? String(err) }, () => process.exit(1));
   }
 });

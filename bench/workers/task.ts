@@ -3,6 +3,9 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { peakRssBytes, ROOT } from "../lib/common.js";
 
+// If the benchmark runner goes away, so does this process.
+process.on("disconnect", () => process.exit(0));
+
 process.once("message", async (msg: { type: "run"; module: string; fn: string; args: unknown }) => {
   try {
     const mod = (await import(pathToFileURL(join(ROOT, msg.module)).href)) as Record<string, (args: unknown) => Promise<object>>;
