@@ -6,7 +6,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import sharp from "sharp";
 import { ImageStore } from "../src/images.js";
-import { imageStats, runImageOp, toPixelBox } from "../tools/image-ops.js";
+import { imageStats, JPEG_OPTIONS, runImageOp, toPixelBox } from "../tools/image-ops.js";
 import { runInChild } from "./lib/child.js";
 import { fmt, fmtBytes, median, photoJpeg, round, tempDir, type Benchmark } from "./lib/common.js";
 
@@ -32,18 +32,8 @@ export const OPS: Op[] = [
 ];
 
 const NAIVE_JPEG = { quality: 92, chromaSubsampling: "4:4:4" } as const;
-/** The encoder settings runImageOp ships with (tools/image-ops.ts JPEG_OPTIONS, not exported). */
-const SHIPPED_JPEG = {
-  quality: 92,
-  mozjpeg: false,
-  progressive: false,
-  chromaSubsampling: "4:4:4",
-  trellisQuantisation: false,
-  overshootDeringing: false,
-  optimiseScans: false,
-  optimiseCoding: true,
-  quantisationTable: 0,
-} as const;
+/** The encoder settings runImageOp ships with. */
+const SHIPPED_JPEG = JPEG_OPTIONS;
 const MAX_PIXELS = 1_048_576;
 
 interface TaskArgs {

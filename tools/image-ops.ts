@@ -358,7 +358,7 @@ export interface ImageOpResult {
 
 // Fixed encoder settings so the same operation on the same source always yields the same bytes
 // (and so the same sha256 in the store).
-const JPEG_OPTIONS = {
+export const JPEG_OPTIONS = {
   quality: 92,
   mozjpeg: false,
   progressive: false,
