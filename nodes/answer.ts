@@ -1,7 +1,7 @@
 // Answer node: the final answer with its citations; when a budget ran out, asks the model once more for its best answer.
 import type { LangGraphRunnableConfig } from "@langchain/langgraph";
 import { runSettings, type AgentDeps } from "../src/deps.js";
-import { finalAnswerRequest, parseReply } from "../src/protocol.js";
+import { dialectRequestOptions, finalAnswerRequest, parseReply } from "../src/protocol.js";
 import type { AgentStateValue, Citation, ToolCallRecord, Turn } from "../src/state.js";
 import { EMPTY_USAGE } from "../src/state.js";
 import { createToolbox } from "../tools/index.js";
@@ -49,8 +49,7 @@ export function createAnswerNode(deps: AgentDeps) {
       const model = deps.model(settings);
       // Same tools and stop strings as every other turn, so the request stays a prefix extension.
       const raw = await model.complete([...state.conversation, request], {
-        tools: settings.dialect === "tools" ? createToolbox(deps.search, settings.coords).specs : undefined,
-        stop: settings.dialect === "tags" ? ["</tool_call>"] : undefined,
+        ...dialectRequestOptions(settings.dialect, createToolbox(deps.search, settings.coords).specs),
         signal: config.signal,
         onRetry: (info) => emit(config, { event: "model_retry", url: model.url, ...info }),
       });

@@ -5,6 +5,7 @@ import { runSettings, type AgentDeps } from "../src/deps.js";
 import { ImageInputError, type ImageRef } from "../src/images.js";
 import { readImageSource } from "../src/image-sources.js";
 import {
+  dialectRequestOptions,
   parseReply,
   plannerPrompt,
   questionTurn,
@@ -14,8 +15,6 @@ import { PlanStepSchema, type AgentStateValue, type PendingCall, type PlanStep, 
 import { EMPTY_USAGE } from "../src/state.js";
 import { createToolbox } from "../tools/index.js";
 import { emit } from "./events.js";
-
-const TAG_STOP = ["</tool_call>"];
 
 async function ingestInputs(deps: AgentDeps, sources: string[], maxPixels: number, signal?: AbortSignal): Promise<ImageRefWithModelView[]> {
   const out: ImageRefWithModelView[] = [];
@@ -83,8 +82,7 @@ export function createPlannerNode(deps: AgentDeps) {
     const turnIndex = usage.turns;
     emit(config, { event: "model_start", turn: turnIndex });
     const raw = await model.complete(conversation, {
-      tools: settings.dialect === "tools" ? toolbox.specs : undefined,
-      stop: settings.dialect === "tags" ? TAG_STOP : undefined,
+      ...dialectRequestOptions(settings.dialect, toolbox.specs),
       signal: config.signal,
       onRetry: (info) => emit(config, { event: "model_retry", url: model.url, ...info }),
     });

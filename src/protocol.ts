@@ -18,6 +18,14 @@ export interface ModelReply {
   ms: number;
 }
 
+/**
+ * What every agent turn sends besides the conversation: tools (tools dialect) or the stop string
+ * (tags dialect). One place, so every request of a run carries the same fields and stays a prefix extension.
+ */
+export function dialectRequestOptions(dialect: Dialect, specs: ToolSpec[]): { tools?: ToolSpec[]; stop?: string[] } {
+  return dialect === "tools" ? { tools: specs } : { stop: ["</tool_call>"] };
+}
+
 const TAG_NAMES = "observation|answer|tool_call|tool_response|think|plan";
 const TAG_PATTERN = new RegExp(`<(\\s*/?\\s*(?:${TAG_NAMES})\\b[^>]*)>`, "gi");
 
