@@ -55,6 +55,11 @@ export const LoupeConfigSchema = z.object({
   retryBaseMs: z.int().min(0).default(1000).describe("First retry delay in ms; doubles each retry, with jitter"),
   stream: z.boolean().default(true).describe("Stream model replies"),
   dataDir: z.string().default(".loupe").describe("Directory for the checkpoint database and the image store"),
+  databaseUrl: z
+    .string()
+    .regex(/^postgres(ql)?:\/\/\S+$/, "must be a postgres:// or postgresql:// URL")
+    .optional()
+    .describe("PostgreSQL URL: checkpoints, images and the search cache then live there, shared by every worker (default: SQLite and files in the data directory)"),
   tavilyUrl: z.string().url().optional().describe("Tavily API base URL override"),
   webVisit: z
     .enum(["direct", "tavily"])
@@ -74,6 +79,22 @@ export const LoupeConfigSchema = z.object({
     .describe("Search cache: live (none), read-write, replay (cache only, no network) or record (always refresh)"),
   searchCacheTtl: z.string().default("30d").describe("How long cached search results stay fresh: e.g. 7d, 12h, 90s, never"),
   searchMaxResults: z.int().min(1).max(20).default(5).describe("Results per search query"),
+  serperUrl: z.string().url().optional().describe("Serper API base URL override (default https://google.serper.dev)"),
+  serpapiUrl: z.string().url().optional().describe("SerpAPI base URL override (default https://serpapi.com)"),
+  searxngUrl: z
+    .string()
+    .url()
+    .optional()
+    .describe("Base URL of a self-hosted SearXNG instance (JSON output enabled); turns on text_search through it"),
+  publicImageBaseUrl: z
+    .string()
+    .url()
+    .optional()
+    .describe("Public base URL where `loupe serve-images` (or the server's /images route) is reachable; reverse image search (Lens) needs it"),
+  searchConcurrency: z.int().min(1).max(64).default(4).describe("Requests in flight at once, per search provider"),
+  searchRatePerSecond: z.number().min(0.01).max(1000).default(5).describe("Most requests started per second, per search provider"),
+  searchRetries: z.int().min(0).max(10).default(3).describe("Retries of a search request answered 429 or 5xx (backoff with jitter)"),
+  searchTimeoutMs: z.int().min(100).default(30_000).describe("Time limit for one search provider request, in ms"),
   observationChars: z
     .int()
     .min(200)
@@ -88,6 +109,10 @@ export type LoupeConfigInput = z.input<typeof LoupeConfigSchema>;
 export interface LoupeSecrets {
   apiKey?: string;
   tavilyApiKey?: string;
+  serperApiKey?: string;
+  serpapiApiKey?: string;
+  /** Signs public image URLs (default: a random secret kept in the data directory). */
+  publicImageSecret?: string;
 }
 
 type Key = keyof LoupeConfig;
@@ -111,6 +136,7 @@ export const ENV_VARS: Record<Key, string> = {
   retryBaseMs: "LOUPE_RETRY_BASE_MS",
   stream: "LOUPE_STREAM",
   dataDir: "LOUPE_DATA_DIR",
+  databaseUrl: "LOUPE_DATABASE_URL",
   tavilyUrl: "LOUPE_TAVILY_URL",
   webVisit: "LOUPE_WEB_VISIT",
   webAllowHosts: "LOUPE_WEB_ALLOW_HOSTS",
@@ -118,6 +144,14 @@ export const ENV_VARS: Record<Key, string> = {
   searchCache: "LOUPE_SEARCH_CACHE",
   searchCacheTtl: "LOUPE_SEARCH_CACHE_TTL",
   searchMaxResults: "LOUPE_SEARCH_MAX_RESULTS",
+  serperUrl: "LOUPE_SERPER_URL",
+  serpapiUrl: "LOUPE_SERPAPI_URL",
+  searxngUrl: "LOUPE_SEARXNG_URL",
+  publicImageBaseUrl: "LOUPE_PUBLIC_IMAGE_BASE_URL",
+  searchConcurrency: "LOUPE_SEARCH_CONCURRENCY",
+  searchRatePerSecond: "LOUPE_SEARCH_RATE",
+  searchRetries: "LOUPE_SEARCH_RETRIES",
+  searchTimeoutMs: "LOUPE_SEARCH_TIMEOUT_MS",
   observationChars: "LOUPE_OBSERVATION_CHARS",
 };
 
@@ -176,7 +210,8 @@ export function resolveConfig(
     const problems = parsed.error.issues.map((issue) => {
       const key = issue.path[0] as Key;
       const source = explicit[key] !== undefined ? `--${kebab(key)}` : ENV_VARS[key];
-      return `${source}: ${issue.message} (got ${JSON.stringify(given[key])})`;
+      const got = key === "databaseUrl" ? redactDatabaseUrl(String(given[key])) : given[key];
+      return `${source}: ${issue.message} (got ${JSON.stringify(got)})`;
     });
     throw new ConfigError(`invalid configuration: ${problems.join("; ")}`);
   }
@@ -190,7 +225,25 @@ export function resolveSecrets(
   return {
     apiKey: explicit.apiKey ?? env.LOUPE_API_KEY ?? env.OPENAI_API_KEY,
     tavilyApiKey: explicit.tavilyApiKey ?? env.TAVILY_API_KEY,
+    serperApiKey: explicit.serperApiKey ?? env.SERPER_API_KEY,
+    serpapiApiKey: explicit.serpapiApiKey ?? env.SERPAPI_API_KEY,
+    publicImageSecret: explicit.publicImageSecret ?? env.LOUPE_PUBLIC_IMAGE_SECRET,
   };
+}
+
+/** A database URL fit for messages and logs: the password (and any password parameter) removed. */
+export function redactDatabaseUrl(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return "(a database URL that could not be parsed)";
+  }
+  parsed.password = "";
+  for (const name of [...parsed.searchParams.keys()]) {
+    if (/pass/i.test(name)) parsed.searchParams.delete(name);
+  }
+  return parsed.href;
 }
 
 export function kebab(key: string): string {

@@ -33,18 +33,24 @@ export interface SearchProvider {
   readonly name: string;
   textSearch?(query: string, options: SearchRequestOptions): Promise<{ hits: SearchHit[]; images: RelatedImage[] }>;
   webVisit?(urls: string[], options: { goal?: string; signal?: AbortSignal }): Promise<{ pages: PageContent[]; failed: PageFailure[] }>;
-  imageSearch?(image: { bytes: Buffer; mime: string; sha256: string }, options: SearchRequestOptions): Promise<{ hits: SearchHit[] }>;
+  imageSearch?(image: { bytes: Buffer; mime: string; sha256: string }, options: SearchRequestOptions): Promise<{ hits: SearchHit[]; images?: RelatedImage[] }>;
 }
 
 /** A provider failed for a reason the model cannot fix (auth, quota, outage); shown to it as an error observation. */
 export class SearchProviderError extends Error {
   readonly provider: string;
   readonly status?: number;
-  constructor(provider: string, message: string, status?: number) {
+  /** What kind of failure: decides whether it is retried (rate, server, network) or not (auth, request, timeout). */
+  readonly kind?: "auth" | "rate" | "server" | "network" | "timeout" | "request" | "config";
+  /** A 429's Retry-After, in ms. */
+  readonly retryAfterMs?: number;
+  constructor(provider: string, message: string, status?: number, kind?: SearchProviderError["kind"], retryAfterMs?: number) {
     super(message);
     this.name = "SearchProviderError";
     this.provider = provider;
     this.status = status;
+    this.kind = kind;
+    this.retryAfterMs = retryAfterMs;
   }
 }
 
