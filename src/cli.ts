@@ -3,7 +3,7 @@ import { randomUUID } from "node:crypto";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { createAgent } from "../graphs/build.js";
 import type { AgentEvent } from "../nodes/events.js";
-import { createCheckpointer } from "./checkpointer.js";
+import { openCheckpointer } from "./checkpointer.js";
 import { ConfigError, ENV_VARS, loadDotEnv, resolveConfig, resolveSecrets, type LoupeConfig } from "./config.js";
 import { corpusPath, createDeps } from "./deps.js";
 import { mkdirSync } from "node:fs";
@@ -116,15 +116,17 @@ export function buildProgram(): Command {
     .option("--no-stream", `do not stream model replies (env ${ENV_VARS.stream}=false)`)
     .option("--thread <id>", "thread id for this run (default: a new UUID); printed with --json")
     .option("--resume <id>", "continue an interrupted or failed run from its last checkpoint")
-    .option("--data-dir <dir>", `where checkpoints and images are kept (env ${ENV_VARS.dataDir}; default .loupe)`)
+    .option("--data-dir <dir>", `where checkpoints and images are kept (env ${ENV_VARS.dataDir}; default .loupe); with ${ENV_VARS.databaseUrl} they are kept in Postgres`)
     .option("--json", "print one JSON object on stdout: threadId, answer, citations, toolCalls, steps, images, usage")
     .option("-q, --quiet", "no progress on stderr")
     .addHelpText(
       "after",
       `
 Environment: TAVILY_API_KEY enables web search (text_search, web_visit); without it the
-agent uses image tools only. ${ENV_VARS.tavilyUrl} overrides Tavily's base URL. A .env file in
-the working directory is read too. Flags win over the environment.
+agent uses image tools only. ${ENV_VARS.tavilyUrl} overrides Tavily's base URL.
+${ENV_VARS.databaseUrl}=postgres://user:pass@host/db keeps threads, images and the search cache in
+Postgres, shared by every worker. A .env file in the working directory is read too. Flags win
+over the environment.
 
 Examples:
   loupe ask --image photo.jpg "What is written on the small sign?"
@@ -154,8 +156,11 @@ Examples:
       });
       const secrets = resolveSecrets({ apiKey: opts.apiKey as string | undefined });
       const deps = createDeps(settings, secrets);
-      const checkpointer = createCheckpointer(settings);
-      const agent = createAgent({ deps, checkpointer });
+      const checkpointer = await openCheckpointer(settings, deps.database).catch(async (err) => {
+        await deps.close();
+        throw err;
+      });
+      const agent = createAgent({ deps, checkpointer: checkpointer.saver });
       const write = (line: string) => process.stderr.write(`${line}\n`);
       const controller = new AbortController();
       const onSignal = () => controller.abort(new RunError("interrupted"));
@@ -182,8 +187,8 @@ Examples:
             : "";
         throw new RunError(`${oneLine(err)}${threadHint}`);
       } finally {
-        checkpointer.db.close();
-        deps.close();
+        await checkpointer.close();
+        await deps.close();
       }
     });
   program

@@ -5,7 +5,9 @@ import { ConfigError, LoupeConfigSchema, type LoupeConfig, type LoupeSecrets } f
 import { ImageStore } from "./images.js";
 import { OpenAICompatibleModel, type ModelClient } from "./model.js";
 import type { SearchProvider } from "../tools/search/provider.js";
-import { cachedProvider, parseTtl, SearchCache, searchCachePath } from "../tools/search/cache.js";
+import { cachedProvider, parseTtl, SearchCache, searchCachePath, type SearchCacheStore } from "../tools/search/cache.js";
+import { PostgresSearchCache } from "../tools/search/cache-postgres.js";
+import { LoupeDatabase, PostgresImageBlobs } from "./postgres.js";
 import { createCorpusProvider } from "../tools/search/corpus.js";
 import { createTavilyProvider } from "../tools/search/tavily.js";
 import { createDirectWebProvider } from "../tools/search/web.js";
@@ -17,8 +19,10 @@ export interface AgentDeps {
   search: SearchProvider[];
   /** The model client for a run's settings (a run may point at another server or model). */
   model(config: LoupeConfig): ModelClient;
-  /** Releases open resources (the search cache database). */
-  close(): void;
+  /** The shared Postgres database when LOUPE_DATABASE_URL is set (images, search cache; the checkpointer can share it). */
+  database?: LoupeDatabase;
+  /** Releases open resources (the search cache database, the Postgres pool). */
+  close(): void | Promise<void>;
 }
 
 export function corpusPath(config: Pick<LoupeConfig, "corpus" | "dataDir">): string {
@@ -32,7 +36,7 @@ export function corpusPath(config: Pick<LoupeConfig, "corpus" | "dataDir">): str
 export function searchProvidersFrom(
   config: LoupeConfig,
   secrets: LoupeSecrets,
-  cache: SearchCache | null,
+  cache: SearchCacheStore | null,
   summarizer?: ModelClient,
 ): SearchProvider[] {
   let remote: SearchProvider[] = [];
@@ -59,8 +63,10 @@ export function searchProvidersFrom(
   return providers;
 }
 
-export function imageStoreFor(config: LoupeConfig): ImageStore {
-  return new ImageStore(join(resolve(config.dataDir), "images"), { maxInputPixels: config.maxInputPixels });
+/** The image store: files in the data directory, backed by the shared database when there is one. */
+export function imageStoreFor(config: LoupeConfig, database?: LoupeDatabase): ImageStore {
+  const blobs = database ? new PostgresImageBlobs(database) : undefined;
+  return new ImageStore(join(resolve(config.dataDir), "images"), { maxInputPixels: config.maxInputPixels, blobs });
 }
 
 /** Builds the real dependencies from configuration and secrets; any part can be replaced. */
@@ -69,12 +75,17 @@ export function createDeps(
   secrets: LoupeSecrets,
   overrides: Partial<Omit<AgentDeps, "defaults">> = {},
 ): AgentDeps {
-  const images = overrides.images ?? imageStoreFor(config);
+  const ownsDatabase = !overrides.database && Boolean(config.databaseUrl);
+  const database = overrides.database ?? (config.databaseUrl ? new LoupeDatabase(config.databaseUrl) : undefined);
+  const images = overrides.images ?? imageStoreFor(config, database);
   const clients = new Map<string, ModelClient>();
-  const cache =
+  const ttlMs = parseTtl(config.searchCacheTtl);
+  const cache: SearchCacheStore | null =
     overrides.search || config.searchCache === "live"
       ? null
-      : new SearchCache(searchCachePath(resolve(config.dataDir)), { ttlMs: parseTtl(config.searchCacheTtl) });
+      : database
+        ? new PostgresSearchCache(database, { ttlMs })
+        : new SearchCache(searchCachePath(resolve(config.dataDir)), { ttlMs });
   let model: AgentDeps["model"];
   const summarizer: ModelClient = {
     get url() {
@@ -88,9 +99,11 @@ export function createDeps(
     defaults: config,
     images,
     search,
-    close: () => {
-      cache?.close();
+    database,
+    close: async () => {
+      await cache?.close();
       for (const provider of search) (provider as { close?: () => void }).close?.();
+      if (ownsDatabase) await database?.end();
     },
     model: (model =
       overrides.model ??

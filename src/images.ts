@@ -59,9 +59,23 @@ const FORMAT_MIME: Record<string, ImageMime> = {
 
 export const DEFAULT_MAX_INPUT_PIXELS = 200_000_000;
 
+/**
+ * Where image bytes are kept beyond this machine (Postgres with LOUPE_DATABASE_URL), so a worker
+ * with an empty data directory can read every image another worker stored. The local files
+ * then act as a cache in front of it.
+ */
+export interface ImageBlobStore {
+  put(image: StoredImage, bytes: Buffer): Promise<void>;
+  get(sha256: string): Promise<Buffer | undefined>;
+  /** Where the bytes are, for messages (no secrets). */
+  describe(): string;
+}
+
 export interface ImageStoreOptions {
   /** Refuse images with more pixels than this (decompression-bomb guard). */
   maxInputPixels?: number;
+  /** Shared store every image is also written to, and read from when the local file is missing. */
+  blobs?: ImageBlobStore;
   /** Bytes of decoded pixels kept in memory so a large source is decoded once, not once per crop. */
   decodedCacheBytes?: number;
 }
@@ -73,6 +87,7 @@ export function sha256Hex(bytes: Buffer | string): string {
 export class ImageStore {
   readonly dir: string;
   readonly maxInputPixels: number;
+  readonly blobs?: ImageBlobStore;
   private readonly decodedCacheBytes: number;
   private readonly decodedCache = new Map<string, Promise<DecodedImage>>();
   private readonly decodedSizes = new Map<string, number>();
@@ -82,6 +97,7 @@ export class ImageStore {
   constructor(dir: string, options: ImageStoreOptions = {}) {
     this.dir = dir;
     this.maxInputPixels = options.maxInputPixels ?? DEFAULT_MAX_INPUT_PIXELS;
+    this.blobs = options.blobs;
     this.decodedCacheBytes = options.decodedCacheBytes ?? 512 * 1024 * 1024;
   }
 
@@ -145,24 +161,41 @@ export class ImageStore {
       (s) => s.size === bytes.length,
       () => false,
     );
-    if (!exists) {
-      await mkdir(join(this.dir, sha.slice(0, 2)), { recursive: true });
-      const tmp = `${path}.${process.pid}.${Date.now()}.tmp`;
-      await writeFile(tmp, bytes);
-      await rename(tmp, path);
-    }
+    if (!exists) await this.writeLocal(record, bytes);
+    await this.blobs?.put(record, bytes);
     this.known.set(sha, record);
     return record;
   }
 
+  private async writeLocal(image: Pick<StoredImage, "sha256" | "mime">, bytes: Buffer): Promise<void> {
+    const path = this.pathOf(image);
+    await mkdir(join(this.dir, image.sha256.slice(0, 2)), { recursive: true });
+    const tmp = `${path}.${process.pid}.${Date.now()}.tmp`;
+    await writeFile(tmp, bytes);
+    await rename(tmp, path);
+  }
+
   async read(image: Pick<StoredImage, "sha256" | "mime">): Promise<Buffer> {
+    let localError: Error;
     try {
       return await readFile(this.pathOf(image));
     } catch (err) {
+      localError = err as Error;
+    }
+    if (this.blobs) {
+      const bytes = await this.blobs.get(image.sha256);
+      if (bytes) {
+        // Kept locally too, so the next read of it is a file read.
+        await this.writeLocal(image, bytes).catch(() => {});
+        return bytes;
+      }
       throw new Error(
-        `image ${image.sha256.slice(0, 12)} is missing from the image store at ${this.dir} (${(err as Error).message}); was the data directory moved or cleaned?`,
+        `image ${image.sha256.slice(0, 12)} is in neither ${this.blobs.describe()} nor the local image cache at ${this.dir}; was it stored by a worker using another database?`,
       );
     }
+    throw new Error(
+      `image ${image.sha256.slice(0, 12)} is missing from the image store at ${this.dir} (${localError.message}); was the data directory moved or cleaned?`,
+    );
   }
 
   /**

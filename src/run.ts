@@ -2,7 +2,7 @@
 import { randomUUID } from "node:crypto";
 import { recursionLimitFor, type LoupeAgent } from "../graphs/build.js";
 import type { AgentEvent } from "../nodes/events.js";
-import type { LoupeConfig } from "./config.js";
+import { redactDatabaseUrl, type LoupeConfig } from "./config.js";
 import type { AgentStateValue, Citation } from "./state.js";
 
 export interface AskResult {
@@ -64,7 +64,10 @@ export async function ask(agent: LoupeAgent, options: AskOptions): Promise<AskRe
   const started = existing.values && Object.keys(existing.values).length > 0 && (existing.values as AgentStateValue).question !== undefined;
   let input: Record<string, unknown> | null;
   if (options.resume) {
-    if (!started) throw new RunError(`no thread ${threadId} in ${options.settings.dataDir}; check the id and --data-dir`);
+    if (!started) {
+      const where = options.settings.databaseUrl ? `the database at ${redactDatabaseUrl(options.settings.databaseUrl)}` : options.settings.dataDir;
+      throw new RunError(`no thread ${threadId} in ${where}; check the id and ${options.settings.databaseUrl ? "LOUPE_DATABASE_URL" : "--data-dir"}`);
+    }
     if ((existing.values as AgentStateValue).final && existing.next.length === 0) {
       return summarize(threadId, existing.values as AgentStateValue);
     }

@@ -155,7 +155,20 @@ export interface SearchCacheStats {
   writes: number;
 }
 
-interface Row {
+/**
+ * What the caching provider needs of a cache. The SQLite SearchCache answers synchronously; the
+ * Postgres one (cache-postgres.ts, with LOUPE_DATABASE_URL) asynchronously.
+ */
+export interface SearchCacheStore {
+  /** Lookups that found a usable entry, lookups that did not, entries written (this process). */
+  readonly counters: { hits: number; misses: number; writes: number };
+  get(key: string, lookup?: CacheLookup): CacheEntry | undefined | Promise<CacheEntry | undefined>;
+  put(key: string, value: unknown, meta: CacheEntryMeta): void | Promise<void>;
+  close(): void | Promise<void>;
+}
+
+/** A stored row, as both the SQLite and the Postgres cache read it. */
+export interface CacheRow {
   key: string;
   provider: string;
   operation: CacheOperation;
@@ -164,6 +177,33 @@ interface Row {
   max_results: number | null;
   created_at: number;
   expires_at: number | null;
+}
+type Row = CacheRow;
+
+/** The entry a row holds if it is usable for this lookup, else undefined. */
+export function usableEntry(row: CacheRow | undefined, lookup: CacheLookup, now: number): CacheEntry | undefined {
+  const usable =
+    row !== undefined &&
+    (lookup.allowExpired || row.expires_at === null || row.expires_at > now) &&
+    (lookup.allowFewer || lookup.maxResults === undefined || satisfies(row, lookup.maxResults));
+  if (!usable) return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(row.value);
+  } catch {
+    return undefined;
+  }
+  if (value === undefined) return undefined;
+  return {
+    key: row.key,
+    provider: row.provider,
+    operation: row.operation,
+    input: row.input,
+    value,
+    maxResults: row.max_results,
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+  };
 }
 
 const SCHEMA = `
@@ -187,7 +227,7 @@ CREATE INDEX IF NOT EXISTS search_cache_expires_at ON search_cache (expires_at);
  * Expiry is per entry, fixed when it is written (imported benchmark results never expire);
  * a TTL change applies to entries written afterwards.
  */
-export class SearchCache {
+export class SearchCache implements SearchCacheStore {
   readonly path: string;
   readonly ttlMs: number | null;
   /** Lookups that found a usable entry, lookups that did not, entries written. */
@@ -216,33 +256,10 @@ export class SearchCache {
   /** The entry under key if it is usable for this lookup (counted as a hit), else undefined (a miss). */
   get(key: string, lookup: CacheLookup = {}): CacheEntry | undefined {
     const row = this.db.prepare<Row>("SELECT * FROM search_cache WHERE key = ?").get(key);
-    const usable =
-      row !== undefined &&
-      (lookup.allowExpired || row.expires_at === null || row.expires_at > this.now()) &&
-      (lookup.allowFewer || lookup.maxResults === undefined || satisfies(row, lookup.maxResults));
-    let value: unknown;
-    if (usable) {
-      try {
-        value = JSON.parse(row.value);
-      } catch {
-        value = undefined;
-      }
-    }
-    if (!usable || value === undefined) {
-      this.counters.misses++;
-      return undefined;
-    }
-    this.counters.hits++;
-    return {
-      key: row.key,
-      provider: row.provider,
-      operation: row.operation,
-      input: row.input,
-      value,
-      maxResults: row.max_results,
-      createdAt: row.created_at,
-      expiresAt: row.expires_at,
-    };
+    const entry = usableEntry(row, lookup, this.now());
+    if (entry) this.counters.hits++;
+    else this.counters.misses++;
+    return entry;
   }
 
   /** Stores (or overwrites) the answer under key. */
@@ -297,7 +314,12 @@ const textValueSchema = z.object({
   hits: z.array(hitSchema),
   images: z.array(z.object({ url: z.string(), description: z.string().optional() })),
 });
-const pageValueSchema = z.object({ url: z.string(), title: z.string().optional(), text: z.string() });
+const pageValueSchema = z.object({
+  url: z.string(),
+  title: z.string().optional(),
+  text: z.string(),
+  image: z.object({ base64: z.string(), mime: z.string() }).optional(),
+});
 const imageValueSchema = z.looseObject({ hits: z.array(hitSchema) });
 
 export interface CachedProviderOptions {
@@ -318,7 +340,7 @@ export interface CachedProviderOptions {
  */
 export function cachedProvider(
   provider: SearchProvider,
-  cache: SearchCache,
+  cache: SearchCacheStore,
   mode: CacheMode,
   options: CachedProviderOptions = {},
 ): SearchProvider {
@@ -330,9 +352,9 @@ export function cachedProvider(
   const inflight = new Map<string, Promise<unknown>>();
 
   /** Parsed cached value, or undefined when absent, stale or unreadable (then it is fetched again). */
-  function lookup<T>(key: string, schema: z.ZodType<T>, maxResults?: number): T | undefined {
+  async function lookup<T>(key: string, schema: z.ZodType<T>, maxResults?: number): Promise<T | undefined> {
     if (mode === "record") return undefined;
-    const entry = cache.get(key, { maxResults, allowExpired: replay, allowFewer: replay });
+    const entry = await cache.get(key, { maxResults, allowExpired: replay, allowFewer: replay });
     if (!entry) return undefined;
     const parsed = schema.safeParse(entry.value);
     if (parsed.success) return parsed.data;
@@ -342,8 +364,8 @@ export function cachedProvider(
     return undefined;
   }
 
-  function store(key: string, value: unknown, meta: Omit<CacheEntryMeta, "provider">): void {
-    cache.put(key, JSON.parse(scrub(JSON.stringify(value))), { ...meta, provider: name, input: scrub(meta.input) });
+  async function store(key: string, value: unknown, meta: Omit<CacheEntryMeta, "provider">): Promise<void> {
+    await cache.put(key, JSON.parse(scrub(JSON.stringify(value))), { ...meta, provider: name, input: scrub(meta.input) });
   }
 
   /** Concurrent identical misses share one provider call. */
@@ -362,12 +384,12 @@ export function cachedProvider(
     wrapped.textSearch = async (query, requestOptions) => {
       const key = textSearchKey(name, scrub(query));
       const { maxResults } = requestOptions;
-      const cached = lookup(key, textValueSchema, maxResults);
+      const cached = await lookup(key, textValueSchema, maxResults);
       if (cached) return { hits: cached.hits.slice(0, maxResults), images: cached.images };
       if (replay) throw new CacheMissError("text_search", JSON.stringify(query.trim()));
       return once(`${key}:${maxResults}`, async () => {
         const fresh = await textSearch(query, requestOptions);
-        store(key, { hits: fresh.hits, images: fresh.images }, { operation: "text_search", input: normalizeQuery(query), maxResults });
+        await store(key, { hits: fresh.hits, images: fresh.images }, { operation: "text_search", input: normalizeQuery(query), maxResults });
         return fresh;
       });
     };
@@ -386,7 +408,7 @@ export function cachedProvider(
       const found = new Map<string, PageContent>();
       const missing: Array<[key: string, url: string]> = [];
       for (const [key, url] of requests) {
-        const page = lookup(key, pageValueSchema);
+        const page = await lookup(key, pageValueSchema);
         if (page) found.set(key, page);
         else missing.push([key, url]);
       }
@@ -406,7 +428,7 @@ export function cachedProvider(
           const [page] = unmatched.splice(i, 1);
           found.set(key, page!);
           const goalText = goal?.trim() ? ` (goal: ${normalizeQuery(goal)})` : "";
-          store(key, page, { operation: "web_visit", input: `${normalizeUrl(url)}${goalText}`, maxResults: null });
+          await store(key, page, { operation: "web_visit", input: `${normalizeUrl(url)}${goalText}`, maxResults: null });
         }
         extra.push(...unmatched);
         failed.push(...fresh.failed);
@@ -422,12 +444,12 @@ export function cachedProvider(
       const sha = (image.sha256 || sha256Hex(image.bytes)).toLowerCase();
       const key = imageSearchKey(name, sha);
       const { maxResults } = requestOptions;
-      const cached = lookup(key, imageValueSchema, maxResults);
+      const cached = await lookup(key, imageValueSchema, maxResults);
       if (cached) return { ...cached, hits: cached.hits.slice(0, maxResults) };
       if (replay) throw new CacheMissError("image_search", `of image sha256:${sha.slice(0, 12)}`);
       return once(`${key}:${maxResults}`, async () => {
         const fresh = await imageSearch({ ...image, sha256: sha }, requestOptions);
-        store(key, fresh, { operation: "image_search", input: `sha256:${sha}`, maxResults });
+        await store(key, fresh, { operation: "image_search", input: `sha256:${sha}`, maxResults });
         return fresh;
       });
     };
