@@ -38,7 +38,7 @@ export async function requestJson(
   } catch (err) {
     if (init.signal?.aborted) throw init.signal.reason ?? err;
     if (timeout.aborted) {
-      throw new SearchProviderError(options.provider, `${options.label} did not answer within ${Math.round(options.timeoutMs / 1000)} s (${where}); try again later or another approach`, undefined, "timeout");
+      throw new SearchProviderError(options.provider, `${options.label} did not answer within ${options.timeoutMs < 1000 ? `${options.timeoutMs} ms` : `${Math.round(options.timeoutMs / 1000)} s`} (${where}); try again later or another approach`, undefined, "timeout");
     }
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
     throw new SearchProviderError(options.provider, `${options.label} could not be reached at ${where} (${scrub(cause?.code ?? cause?.message ?? (err as Error).message)})`, undefined, "network");
