@@ -1,6 +1,7 @@
 // Search node: runs one text_search / web_visit / image_search call through the configured providers.
 import type { LangGraphRunnableConfig } from "@langchain/langgraph";
 import { runSettings, type AgentDeps } from "../src/deps.js";
+import type { ImageStore } from "../src/images.js";
 import type { ToolResult } from "../src/state.js";
 import type { SearchHit, SearchProvider } from "../tools/search/provider.js";
 import { emit } from "./events.js";
@@ -14,11 +15,7 @@ function allWith<K extends keyof SearchProvider>(providers: SearchProvider[], op
   return providers.filter((p) => typeof p[op] === "function");
 }
 
-function firstWith<K extends keyof SearchProvider>(providers: SearchProvider[], op: K): SearchProvider | undefined {
-  return allWith(providers, op)[0];
-}
-
-type Outcome = Pick<ToolResult, "text" | "urls" | "resultCount">;
+type Outcome = Pick<ToolResult, "text" | "urls" | "resultCount"> & { images?: ToolResult["images"] };
 
 /** Every provider that can search answers every query; results are merged in provider order. */
 async function textSearch(providers: SearchProvider[], queries: string[], maxResults: number, budget: number, signal?: AbortSignal): Promise<Outcome> {
@@ -55,7 +52,7 @@ async function textSearch(providers: SearchProvider[], queries: string[], maxRes
 }
 
 /** Each URL goes to the provider that holds it (the local corpus), else to the direct web reader, else the first other reader. */
-async function webVisit(providers: SearchProvider[], urlsIn: string[], goal: string | undefined, budget: number, signal?: AbortSignal): Promise<Outcome> {
+async function webVisit(providers: SearchProvider[], store: ImageStore, urlsIn: string[], goal: string | undefined, budget: number, signal?: AbortSignal): Promise<Outcome> {
   const holder = (url: string) =>
     providers.find((p) => (p as { holds?: (u: string) => boolean }).holds?.(url)) ??
     providers.find((p) => p.name === "web") ??
@@ -66,14 +63,69 @@ async function webVisit(providers: SearchProvider[], urlsIn: string[], goal: str
   const answers = await Promise.all([...groups].map(([p, urls]) => p.webVisit!(urls, { goal, signal })));
   const pages = answers.flatMap((a) => a.pages);
   const failed = answers.flatMap((a) => a.failed);
-  const per = Math.max(200, Math.floor(budget / Math.max(1, pages.length)));
-  const parts = pages.map((p) => `Page: ${p.url}${p.title ? `\nTitle: ${p.title}` : ""}\n${trimTo(p.text.trim(), per)}`);
+  const texts = pages.filter((p) => !p.image);
+  const per = Math.max(200, Math.floor(budget / Math.max(1, texts.length)));
+  const parts: string[] = [];
+  const images: Outcome["images"] = [];
+  for (const p of pages) {
+    if (!p.image) {
+      parts.push(`Page: ${p.url}${p.title ? `\nTitle: ${p.title}` : ""}\n${trimTo(p.text.trim(), per)}`);
+      continue;
+    }
+    // An image URL: into the store, shown to the model as a new image it can crop like any other.
+    try {
+      const stored = await store.ingest(Buffer.from(p.image.base64, "base64"));
+      images.push({ ...stored, parent: null, op: `fetched from ${p.url}` });
+      parts.push(`Image: ${p.url} (${stored.width}×${stored.height}, shown below as a new image)`);
+    } catch (err) {
+      failed.push({ url: p.url, error: `not a usable image (${(err as Error).message})` });
+    }
+  }
   for (const f of failed) parts.push(`Could not read ${f.url}: ${f.error}`);
   return {
     text: `${goal ? `Goal: ${goal}\n` : ""}${parts.join("\n\n") || "(nothing could be read)"}`,
     urls: pages.map((p) => ({ url: p.url, title: p.title })),
     resultCount: pages.length,
+    images,
   };
+}
+
+/**
+ * Reverse image search of each image, through the first provider that answers (a provider that
+ * fails for its own reasons — quota, outage, no public URL — hands over to the next).
+ */
+async function imageSearch(providers: SearchProvider[], images: Array<{ bytes: Buffer; mime: string; sha256: string; id: string }>, maxResults: number, budget: number, signal?: AbortSignal): Promise<Outcome> {
+  const seen = new Set<string>();
+  const urls: ToolResult["urls"] = [];
+  const sections: string[] = [];
+  let n = 0;
+  for (const image of images) {
+    let answer: Awaited<ReturnType<NonNullable<SearchProvider["imageSearch"]>>> | undefined;
+    const errors: string[] = [];
+    for (const provider of providers) {
+      try {
+        answer = await provider.imageSearch!(image, { maxResults, signal });
+        break;
+      } catch (err) {
+        if (signal?.aborted) throw err;
+        errors.push((err as Error).message);
+      }
+    }
+    if (!answer) {
+      if (images.length === 1) throw new Error(errors.join("; "));
+      sections.push(`Matches for ${image.id}: failed: ${errors.join("; ")}`);
+      continue;
+    }
+    const lines: string[] = [];
+    for (const hit of answer.hits.filter((h) => !seen.has(h.url) && seen.add(h.url))) {
+      n++;
+      urls.push({ url: hit.url, title: hit.title });
+      lines.push(`[${n}] ${hit.title}\n${hit.url}${hit.snippet ? `\n${hit.snippet.replace(/\s+/g, " ").trim()}` : ""}`);
+    }
+    for (const img of (answer.images ?? []).slice(0, 3)) lines.push(`Matching image: ${img.url}${img.description ? ` — ${img.description}` : ""}`);
+    sections.push(`Matches for ${image.id}:\n${lines.length ? lines.join("\n\n") : "(no results)"}`);
+  }
+  return { text: trimTo(sections.join("\n\n"), budget), urls, resultCount: n };
 }
 
 export function createSearchNode(deps: AgentDeps) {
@@ -93,23 +145,20 @@ export function createSearchNode(deps: AgentDeps) {
       } else if (call.name === "web_visit") {
         const providers = allWith(deps.search, "webVisit");
         if (!providers.length) throw new Error("web_visit is not configured: set TAVILY_API_KEY or build a local index with loupe index DIR");
-        outcome = await webVisit(providers, args.urls as string[], args.goal as string | undefined, settings.observationChars, config.signal);
+        outcome = await webVisit(providers, deps.images, args.urls as string[], args.goal as string | undefined, settings.observationChars, config.signal);
       } else {
-        const provider = firstWith(deps.search, "imageSearch");
-        if (!provider) throw new Error("image_search is not configured: no reverse image search provider is set up");
-        const hits: SearchHit[] = [];
-        for (const id of args.image_paths as string[]) {
-          const ref = task.images.find((i) => i.id === id)!;
-          const bytes = await deps.images.read(ref);
-          hits.push(...(await provider.imageSearch!({ bytes, mime: ref.mime, sha256: ref.sha256 }, { maxResults: settings.searchMaxResults, signal: config.signal })).hits);
-        }
-        outcome = {
-          text: trimTo(hits.map((h, i) => `[${i + 1}] ${h.title}\n${h.url}\n${h.snippet}`).join("\n\n") || "(no results)", settings.observationChars),
-          urls: hits.map((h) => ({ url: h.url, title: h.title })),
-          resultCount: hits.length,
-        };
+        const providers = allWith(deps.search, "imageSearch");
+        if (!providers.length) throw new Error("image_search is not configured: set SERPER_API_KEY or SERPAPI_API_KEY (with LOUPE_PUBLIC_IMAGE_BASE_URL)");
+        const ids = [...new Set(args.image_paths as string[])];
+        const images = await Promise.all(
+          ids.map(async (id) => {
+            const ref = task.images.find((i) => i.id === id)!;
+            return { id, bytes: await deps.images.read(ref), mime: ref.mime, sha256: ref.sha256 };
+          }),
+        );
+        outcome = await imageSearch(providers, images, settings.searchMaxResults, settings.observationChars, config.signal);
       }
-      result = { callId: call.callId, ok: true, ...outcome, images: [], ms: performance.now() - started };
+      result = { callId: call.callId, ok: true, ...outcome, images: outcome.images ?? [], ms: performance.now() - started };
     } catch (err) {
       result = { callId: call.callId, ok: false, text: `Error: ${call.name} failed: ${(err as Error).message}`, images: [], urls: [], ms: performance.now() - started };
     }

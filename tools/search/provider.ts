@@ -16,6 +16,8 @@ export interface PageContent {
   url: string;
   title?: string;
   text: string;
+  /** The URL was an image (a related image, a Lens thumbnail): its bytes, to become a new image the model can look at. */
+  image?: { base64: string; mime: string };
 }
 
 export interface PageFailure {
@@ -71,7 +73,7 @@ export const SEARCH_TOOL_NAMES = Object.keys(searchToolSchemas) as SearchToolNam
 
 const DESCRIPTIONS: Record<SearchToolName, string> = {
   text_search: "Search the web. Returns numbered results with title, URL and snippet, and related images.",
-  web_visit: "Read web pages. Returns the readable text of each page (with its URL, for citing); give a goal to focus on what you need.",
+  web_visit: "Read web pages. Returns the readable text of each page (with its URL, for citing); give a goal to focus on what you need. An image URL (a related image or a reverse-search match) is fetched as a new image you can look at and crop.",
   image_search: "Reverse image search: find web pages that contain an image or a crop of it (e.g. to identify a landmark, product or person).",
 };
 

@@ -145,6 +145,10 @@ export function createDirectWebProvider(options: DirectWebOptions = {}): SearchP
   async function visit(url: string, goal: string | undefined, signal?: AbortSignal): Promise<{ page: PageContent } | { failure: PageFailure }> {
     try {
       const res = await guardedFetch(url, { ...options.fetch, signal });
+      const mime = res.contentType.split(";")[0]!.trim().toLowerCase();
+      if (/^image\/(jpeg|png|webp|gif)$/.test(mime)) {
+        return { page: { url: res.url, text: "", image: { base64: res.body.toString("base64"), mime } } };
+      }
       const readable = await readableText(res.body, res.contentType, res.url);
       if (!readable.text) return { failure: { url, error: "the page has no readable text" } };
       const page: PageContent = { url: res.url, title: readable.title, text: readable.text };
