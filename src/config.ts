@@ -48,6 +48,18 @@ export const LoupeConfigSchema = z.object({
     .default("rel1000")
     .describe("Default box convention for image tools: rel1000 (0-1000, Qwen3-VL), norm1 (0-1) or pixel"),
   plan: z.boolean().default(false).describe("Ask the model for an up-front JSON plan before acting (R1V4 Plan mode)"),
+  approvePlan: z
+    .boolean()
+    .default(false)
+    .describe("Human in the loop: make the up-front plan (implies plan) and pause for a person to approve, edit or reject it before acting"),
+  approveSearch: z
+    .boolean()
+    .default(false)
+    .describe("Human in the loop: pause before each text_search or image_search call until a person approves or denies it"),
+  approveWebVisit: z
+    .boolean()
+    .default(false)
+    .describe("Human in the loop: pause before each web_visit call until a person approves or denies it"),
   temperature: z.number().min(0).max(2).default(0.2).describe("Sampling temperature"),
   maxTokens: z.int().min(16).default(4096).describe("Most tokens the model may generate per turn"),
   timeoutMs: z.int().min(100).default(300_000).describe("Time limit for one model request, in ms"),
@@ -91,6 +103,10 @@ export const LoupeConfigSchema = z.object({
     .url()
     .optional()
     .describe("Public base URL where `loupe serve-images` (or the server's /images route) is reachable; reverse image search (Lens) needs it"),
+  searchProviders: z
+    .string()
+    .default("")
+    .describe("Comma-separated search providers to use (corpus, tavily, serper, serper-lens, serpapi-lens, searxng, web); empty: every one that is configured"),
   searchConcurrency: z.int().min(1).max(64).default(4).describe("Requests in flight at once, per search provider"),
   searchRatePerSecond: z.number().min(0.01).max(1000).default(5).describe("Most requests started per second, per search provider"),
   searchRetries: z.int().min(0).max(10).default(3).describe("Retries of a search request answered 429 or 5xx (backoff with jitter)"),
@@ -129,6 +145,9 @@ export const ENV_VARS: Record<Key, string> = {
   maxInputPixels: "LOUPE_MAX_INPUT_PIXELS",
   coords: "LOUPE_COORDS",
   plan: "LOUPE_PLAN",
+  approvePlan: "LOUPE_APPROVE_PLAN",
+  approveSearch: "LOUPE_APPROVE_SEARCH",
+  approveWebVisit: "LOUPE_APPROVE_WEB_VISIT",
   temperature: "LOUPE_TEMPERATURE",
   maxTokens: "LOUPE_MAX_TOKENS",
   timeoutMs: "LOUPE_TIMEOUT_MS",
@@ -148,6 +167,7 @@ export const ENV_VARS: Record<Key, string> = {
   serpapiUrl: "LOUPE_SERPAPI_URL",
   searxngUrl: "LOUPE_SEARXNG_URL",
   publicImageBaseUrl: "LOUPE_PUBLIC_IMAGE_BASE_URL",
+  searchProviders: "LOUPE_SEARCH_PROVIDERS",
   searchConcurrency: "LOUPE_SEARCH_CONCURRENCY",
   searchRatePerSecond: "LOUPE_SEARCH_RATE",
   searchRetries: "LOUPE_SEARCH_RETRIES",

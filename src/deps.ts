@@ -2,14 +2,19 @@
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { ConfigError, LoupeConfigSchema, type LoupeConfig, type LoupeSecrets } from "./config.js";
-import { ImageStore } from "./images.js";
+import { ImageStore, type ImageMime } from "./images.js";
 import { OpenAICompatibleModel, type ModelClient } from "./model.js";
 import type { SearchProvider } from "../tools/search/provider.js";
-import { cachedProvider, parseTtl, SearchCache, searchCachePath, type SearchCacheStore } from "../tools/search/cache.js";
+import { cachedProvider, cacheOnlyProvider, parseTtl, SearchCache, searchCachePath, type SearchCacheStore } from "../tools/search/cache.js";
 import { PostgresSearchCache } from "../tools/search/cache-postgres.js";
 import { LoupeDatabase, PostgresImageBlobs } from "./postgres.js";
 import { createCorpusProvider } from "../tools/search/corpus.js";
 import { createTavilyProvider } from "../tools/search/tavily.js";
+import { resilientProvider } from "../tools/search/resilience.js";
+import { createSerperProviders, type PublicImageUrl } from "../tools/search/serper.js";
+import { createSerpApiLensProvider } from "../tools/search/serpapi.js";
+import { createSearxngProvider } from "../tools/search/searxng.js";
+import { createImageRoute, imageRouteSecret } from "./image-route.js";
 import { createDirectWebProvider } from "../tools/search/web.js";
 
 export interface AgentDeps {
@@ -30,37 +35,70 @@ export function corpusPath(config: Pick<LoupeConfig, "corpus" | "dataDir">): str
 }
 
 /**
- * The configured search providers: paid web APIs behind the search cache (unless its mode is
- * live), and the local corpus when an index exists (local and free, so never cached).
+ * The configured search providers: paid web APIs (rate-limited, retried, behind the search cache
+ * unless its mode is live), SearXNG, and the local corpus when an index exists (local and free, so
+ * never cached). LOUPE_SEARCH_PROVIDERS narrows the set by name.
  */
 export function searchProvidersFrom(
   config: LoupeConfig,
   secrets: LoupeSecrets,
   cache: SearchCacheStore | null,
   summarizer?: ModelClient,
+  publicImageUrl?: PublicImageUrl,
 ): SearchProvider[] {
+  const timeoutMs = config.searchTimeoutMs;
   let remote: SearchProvider[] = [];
   if (secrets.tavilyApiKey) {
-    remote.push(createTavilyProvider({ apiKey: secrets.tavilyApiKey, baseUrl: config.tavilyUrl }));
+    remote.push(createTavilyProvider({ apiKey: secrets.tavilyApiKey, baseUrl: config.tavilyUrl, timeoutSeconds: Math.ceil(timeoutMs / 1000) }));
   }
+  if (secrets.serperApiKey) {
+    remote.push(...createSerperProviders({ apiKey: secrets.serperApiKey, baseUrl: config.serperUrl, timeoutMs, publicImageUrl }));
+  }
+  if (secrets.serpapiApiKey) {
+    remote.push(createSerpApiLensProvider({ apiKey: secrets.serpapiApiKey, baseUrl: config.serpapiUrl, timeoutMs, publicImageUrl }));
+  }
+  if (config.searxngUrl) remote.push(createSearxngProvider({ baseUrl: config.searxngUrl, timeoutMs }));
+  const wanted = config.searchProviders.split(",").map((n) => n.trim()).filter(Boolean);
+  const chosen = (name: string) => wanted.length === 0 || wanted.includes(name);
+  remote = remote
+    .filter((p) => chosen(p.name))
+    .map((p) =>
+      resilientProvider(p, {
+        concurrency: config.searchConcurrency,
+        ratePerSecond: config.searchRatePerSecond,
+        retries: config.searchRetries,
+      }),
+    );
   if (cache && config.searchCache !== "live") {
-    const keys = [secrets.tavilyApiKey, secrets.apiKey].filter((k): k is string => Boolean(k));
+    const keys = [secrets.tavilyApiKey, secrets.serperApiKey, secrets.serpapiApiKey, secrets.apiKey].filter((k): k is string => Boolean(k));
+    // Replaying a cache that holds imported reverse-search results (MMSearch) needs no Lens key.
+    if (config.searchCache === "replay" && !remote.some((p) => p.imageSearch) && chosen("serper-lens")) {
+      remote.push(cacheOnlyProvider("serper-lens", ["imageSearch"]));
+    }
     remote = remote.map((p) => cachedProvider(p, cache, config.searchCache, { secrets: keys }));
   }
   const corpus = corpusPath(config);
   if (config.corpus && !existsSync(corpus)) {
     throw new ConfigError(`no corpus index at ${corpus} (LOUPE_CORPUS); build one with: loupe index DIR`);
   }
-  const providers = existsSync(corpus) ? [createCorpusProvider(corpus), ...remote] : remote;
+  const providers = existsSync(corpus) && chosen("corpus") ? [createCorpusProvider(corpus), ...remote] : remote;
   // Pages are read directly (guarded against private addresses, summarised toward the goal) once
   // any search is configured; with none, the agent stays in image-only "General" mode.
-  if (providers.length > 0 && config.webVisit === "direct") {
+  if (providers.length > 0 && config.webVisit === "direct" && chosen("web")) {
     const allowHosts = config.webAllowHosts.split(",").map((h) => h.trim()).filter(Boolean);
     let web = createDirectWebProvider({ fetch: { allowHosts }, summarize: summarizer ? { model: summarizer } : undefined });
     if (cache && config.searchCache !== "live") web = cachedProvider(web, cache, config.searchCache, {});
     return [...providers, web];
   }
   return providers;
+}
+
+/** Signed public URLs for store images, when LOUPE_PUBLIC_IMAGE_BASE_URL is set (reverse image search needs them). */
+export function publicImageUrlsFor(config: LoupeConfig, secrets: LoupeSecrets, images: ImageStore): PublicImageUrl | undefined {
+  if (!config.publicImageBaseUrl) return undefined;
+  const route = createImageRoute({ store: images, secret: imageRouteSecret(config.dataDir, secrets.publicImageSecret) });
+  const base = config.publicImageBaseUrl;
+  return (image) => route.urlFor(image as { sha256: string; mime: ImageMime }, base);
 }
 
 /** The image store: files in the data directory, backed by the shared database when there is one. */
@@ -94,7 +132,7 @@ export function createDeps(
     modelName: () => model(config).modelName(),
     complete: (turns, options) => model(config).complete(turns, options),
   };
-  const search = overrides.search ?? searchProvidersFrom(config, secrets, cache, summarizer);
+  const search = overrides.search ?? searchProvidersFrom(config, secrets, cache, summarizer, publicImageUrlsFor(config, secrets, images));
   return {
     defaults: config,
     images,
