@@ -12,6 +12,7 @@ import { runIndexCommand } from "../tools/search/corpus.js";
 import { ImageInputError } from "./images.js";
 import { ModelServerError } from "./model.js";
 import { ask, RunError, type AskResult } from "./run.js";
+import { runServeImages } from "./serve-images.js";
 
 function int(name: string) {
   return (value: string) => {
@@ -203,6 +204,24 @@ Examples:
       mkdirSync(dirname(target), { recursive: true });
       const code = await runIndexCommand(dir, target, (line) => process.stderr.write(`${line}\n`));
       if (code !== 0) process.exitCode = code;
+    });
+  program
+    .command("serve-images")
+    .description(
+      "Serve the image store's images at signed, unguessable URLs (/images/<sha256>-<token>.<ext>). Reverse image search (Serper/SerpAPI Lens) downloads images from here: make it reachable at LOUPE_PUBLIC_IMAGE_BASE_URL. Runs until interrupted.",
+    )
+    .addOption(new Option("--port <n>", "port to listen on").default(8787).argParser(int("--port")))
+    .option("--host <host>", "interface to listen on (0.0.0.0 for all)", "127.0.0.1")
+    .option("--data-dir <dir>", `data directory holding the image store (env ${ENV_VARS.dataDir}; default .loupe)`)
+    .action(async (opts: { port: number; host: string; dataDir?: string }) => {
+      const settings = resolveConfig({ dataDir: opts.dataDir });
+      const served = await runServeImages(settings, resolveSecrets(), { port: opts.port, host: opts.host }, (line) => process.stderr.write(`${line}\n`));
+      await new Promise<void>((resolveStop) => {
+        const stop = () => resolveStop();
+        process.once("SIGINT", stop);
+        process.once("SIGTERM", stop);
+      });
+      await served.close();
     });
   return program;
 }

@@ -1,0 +1,31 @@
+// `loupe serve-images`: the image route on its own HTTP port, for reverse image search (put it behind
+// the URL in LOUPE_PUBLIC_IMAGE_BASE_URL) and for clients fetching a run's sub-images.
+import type { LoupeConfig, LoupeSecrets } from "./config.js";
+import { imageStoreFor } from "./deps.js";
+import { createImageRoute, imageRouteSecret, serveImageRoute } from "./image-route.js";
+import { LoupeDatabase } from "./postgres.js";
+
+export async function runServeImages(
+  settings: LoupeConfig,
+  secrets: LoupeSecrets,
+  listen: { port: number; host: string },
+  log: (line: string) => void,
+): Promise<{ url: string; close(): Promise<void> }> {
+  const database = settings.databaseUrl ? new LoupeDatabase(settings.databaseUrl) : undefined;
+  const store = imageStoreFor(settings, database);
+  const route = createImageRoute({ store, secret: imageRouteSecret(settings.dataDir, secrets.publicImageSecret) });
+  const served = await serveImageRoute(route, listen);
+  log(`loupe: serving images from ${database ? database.where : store.dir} at ${served.url}${route.prefix}/`);
+  if (settings.publicImageBaseUrl) {
+    log(`loupe: public base URL ${settings.publicImageBaseUrl} must forward ${route.prefix}/ to this address`);
+  } else {
+    log("loupe: LOUPE_PUBLIC_IMAGE_BASE_URL is not set; reverse image search needs it to be this server's public address");
+  }
+  return {
+    url: served.url,
+    close: async () => {
+      await served.close();
+      await database?.end();
+    },
+  };
+}
