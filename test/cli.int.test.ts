@@ -1,43 +1,15 @@
 // The `loupe` command as a user runs it: a child process, real HTTP to loopback servers, the real SQLite checkpointer.
-import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { startFakeTavilyServer, FAKE_TAVILY_API_KEY, type FakeTavilyServer } from "./fixtures/fake-tavily-server.js";
 import { startScriptedModelServer, type ScriptedModelServer } from "./fixtures/scripted-model-server.js";
-import { requestText, tempDir, writeImage } from "./helpers.js";
+import { baseEnv, NETWORK_GUARD, requestText, runCli, tempDir, writeImage } from "./helpers.js";
 import { minimalPdf } from "./fixtures/pdf.js";
 import { mkdir, writeFile } from "node:fs/promises";
 import { harbourImage, TRAJECTORY_ANSWER, TRAJECTORY_PAGES, TRAJECTORY_SEARCH, TRAJECTORY_TOOL_CALLS, trajectoryScript } from "./scenarios/trajectory.js";
 
-const ROOT = resolve(import.meta.dirname, "..");
-const BIN = join(ROOT, "bin", "loupe.mjs");
-const GUARD = join(ROOT, "test", "fixtures", "network-guard.cjs");
-
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-function baseEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, LOUPE_WEB_VISIT: "tavily", ...extra };
-  return env;
-}
-
-export function runCli(args: string[], env: NodeJS.ProcessEnv, onSpawn?: (kill: () => void) => void): Promise<Run> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env, cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    child.on("error", reject);
-    child.on("close", (code, signal) => resolvePromise({ code, signal, stdout, stderr }));
-    onSpawn?.(() => child.kill("SIGKILL"));
-  });
-}
+const GUARD = NETWORK_GUARD;
 
 describe("loupe ask (CLI)", () => {
   let model: ScriptedModelServer;

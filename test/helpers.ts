@@ -1,11 +1,12 @@
 // Shared set-up for tests that cross modules: temp data dirs, a configured agent with the real SQLite checkpointer.
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { spawn } from "node:child_process";
+import { join, resolve } from "node:path";
 import sharp from "sharp";
 import { createAgent } from "../graphs/build.js";
 import { createCheckpointer } from "../src/checkpointer.js";
-import { resolveConfig, type LoupeConfig } from "../src/config.js";
+import { resolveConfig, type LoupeConfig, type LoupeSecrets } from "../src/config.js";
 import { createDeps } from "../src/deps.js";
 
 export async function tempDir(prefix = "loupe-test-"): Promise<{ dir: string; cleanup: () => Promise<void> }> {
@@ -21,7 +22,7 @@ export function testSettings(overrides: Partial<LoupeConfig> & { modelUrl: strin
   return resolveConfig({ retries: 2, retryBaseMs: 20, timeoutMs: 10_000, webVisit: "tavily", ...overrides }, {});
 }
 
-export function testAgent(settings: LoupeConfig, secrets: { tavilyApiKey?: string; apiKey?: string } = {}) {
+export function testAgent(settings: LoupeConfig, secrets: LoupeSecrets = {}) {
   const deps = createDeps(settings, secrets);
   const checkpointer = createCheckpointer(settings);
   const agent = createAgent({ deps, checkpointer });
@@ -77,4 +78,35 @@ export function isPrefixExtension(prevRaw: string, nextRaw: string): boolean {
   const p = JSON.stringify(pm);
   const n = JSON.stringify(nm);
   return nm.length > pm.length && n.startsWith(p.slice(0, -1));
+}
+
+const ROOT = resolve(import.meta.dirname, "..");
+const BIN = join(ROOT, "bin", "loupe.mjs");
+/** Preload for a child process that logs every outbound connection (LOUPE_NETWORK_LOG). */
+export const NETWORK_GUARD = join(ROOT, "test", "fixtures", "network-guard.cjs");
+
+export interface CliRun {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** A clean environment for a CLI child process: no LOUPE_* or keys from the developer's shell. */
+export function baseEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  return { PATH: process.env.PATH, HOME: process.env.HOME, LOUPE_WEB_VISIT: "tavily", ...extra };
+}
+
+/** Runs `loupe ARGS` as a user would; `onSpawn` gets a function that SIGKILLs it. */
+export function runCli(args: string[], env: NodeJS.ProcessEnv, onSpawn?: (kill: () => void) => void): Promise<CliRun> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env, cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    child.on("error", reject);
+    child.on("close", (code, signal) => resolvePromise({ code, signal, stdout, stderr }));
+    onSpawn?.(() => child.kill("SIGKILL"));
+  });
 }
