@@ -40,7 +40,7 @@ async function testDatabase(): Promise<TestDatabase> {
     await closed;
   };
   if (!server) {
-    if (spawnSync(CLUSTER_SCRIPT, ["--check"]).status !== 0) {
+    if (spawnSync("bash", [CLUSTER_SCRIPT, "--check"]).status !== 0) {
       return {
         url: null,
         reason:
@@ -48,7 +48,7 @@ async function testDatabase(): Promise<TestDatabase> {
         stop: async () => {},
       };
     }
-    cluster = spawn(CLUSTER_SCRIPT, [], { stdio: ["pipe", "pipe", "pipe"] });
+    cluster = spawn("bash", [CLUSTER_SCRIPT], { stdio: ["pipe", "pipe", "pipe"] });
     let stderr = "";
     cluster.stderr!.on("data", (d) => (stderr += d));
     server = await new Promise<string | undefined>((done) => {
