@@ -199,7 +199,10 @@ function plainText(text: string, contentType: string, url: string): ReadableText
  */
 export async function readableText(body: Buffer, contentType: string, url: string): Promise<ReadableText> {
   const kind = kindOf(body, contentType);
-  if (!kind) throw new UnreadableContentError(`it is a ${mimeOf(contentType) || "binary"} file, not a page with text`);
+  if (!kind) {
+    const kindName = mimeOf(contentType) || "binary";
+    throw new UnreadableContentError(`it is ${/^[aeiou]/i.test(kindName) ? "an" : "a"} ${kindName} file, not a page with text`);
+  }
   if (kind === "pdf") return pdfText(body);
   const text = decode(body, contentType, kind);
   return kind === "html" ? htmlText(text) : plainText(text, contentType, url);

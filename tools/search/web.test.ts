@@ -83,7 +83,7 @@ describe("readableText", () => {
   it("refuses a document with no text", async () => {
     const png = Buffer.from("89504e470d0a1a0a0000000d49484452", "hex");
     await expect(readableText(png, "image/png", "https://example.org/a.png")).rejects.toThrow(UnreadableContentError);
-    await expect(readableText(png, "image/png", "https://example.org/a.png")).rejects.toThrow("it is a image/png file");
+    await expect(readableText(png, "image/png", "https://example.org/a.png")).rejects.toThrow("it is an image/png file");
   });
 });
 
@@ -184,19 +184,24 @@ describe("createDirectWebProvider", () => {
       "/ok": (_req, res) => res.writeHead(200, { "content-type": "text/plain" }).end("plain facts"),
       "/to-private": (_req, res) => res.writeHead(302, { location: "http://10.0.0.1/admin" }).end(),
       "/logo.png": (_req, res) => res.writeHead(200, { "content-type": "image/png" }).end(Buffer.from("89504e47", "hex")),
+      "/data.zip": (_req, res) => res.writeHead(200, { "content-type": "application/zip" }).end(Buffer.from("504b0304", "hex")),
     });
     const provider = createDirectWebProvider({ fetch: { allowHosts: [site.host] } });
     const { pages, failed } = await provider.webVisit!(
-      [`${site.origin}/ok`, "http://169.254.169.254/latest/meta-data", "http://[::1]/", `${site.origin}/missing`, `${site.origin}/to-private`, `${site.origin}/logo.png`],
+      [`${site.origin}/ok`, "http://169.254.169.254/latest/meta-data", "http://[::1]/", `${site.origin}/missing`, `${site.origin}/to-private`, `${site.origin}/logo.png`, `${site.origin}/data.zip`],
       { goal: "anything" },
     );
-    expect(pages).toEqual([{ url: `${site.origin}/ok`, title: undefined, text: "plain facts" }]);
+    expect(pages).toEqual([
+      { url: `${site.origin}/ok`, title: undefined, text: "plain facts" },
+      // An image URL comes back as the image (the search node turns it into a new image or says why it can't).
+      { url: `${site.origin}/logo.png`, text: "", image: { base64: Buffer.from("89504e47", "hex").toString("base64"), mime: "image/png" } },
+    ]);
     expect(failed).toEqual([
       { url: "http://169.254.169.254/latest/meta-data", error: expect.stringMatching(/^refused: 169\.254\.169\.254 is the cloud metadata address \(private, loopback/) },
       { url: "http://[::1]/", error: expect.stringMatching(/^refused: ::1 is a loopback address/) },
       { url: `${site.origin}/missing`, error: "HTTP 404 Not Found" },
       { url: `${site.origin}/to-private`, error: expect.stringMatching(/^refused \(after a redirect to http:\/\/10\.0\.0\.1\/admin\): 10\.0\.0\.1 is a private address/) },
-      { url: `${site.origin}/logo.png`, error: "it is a image/png file, not a page with text" },
+      { url: `${site.origin}/data.zip`, error: "it is an application/zip file, not a page with text" },
     ]);
     for (const f of failed) expect(f.error).not.toContain("\n");
   });
