@@ -3,7 +3,7 @@ import type { LangGraphRunnableConfig } from "@langchain/langgraph";
 import { runSettings, type AgentDeps } from "../src/deps.js";
 import type { ImageRef } from "../src/images.js";
 import type { PendingCall, ToolResult } from "../src/state.js";
-import { imageStats, runImageOp, ToolArgumentError, type ImageToolName } from "../tools/image-ops.js";
+import { runImageOp, ToolArgumentError, type ImageToolName } from "../tools/image-ops.js";
 import { emit } from "./events.js";
 
 /** What a Send to this node carries: the call and the images it may refer to. */
@@ -27,12 +27,11 @@ export function createImageToolNode(deps: AgentDeps) {
         imageId,
         defaultCoords: settings.coords,
       });
-      const stats = await imageStats(deps.images, out.image);
       result = {
         callId: call.callId,
         ok: true,
         text: `${call.name} of ${imageId} done: ${out.op}`,
-        images: [{ ...out.image, op: out.op, parent: imageId, box: out.box, stdev: stats.stdev }],
+        images: [{ ...out.image, op: out.op, parent: imageId, box: out.box, stdev: out.stats.stdev }],
         urls: [],
         ms: performance.now() - started,
       };

@@ -108,6 +108,19 @@ export interface ModelClientOptions {
   images: ImageStore;
 }
 
+const systemPrompts = new Map<string, string>();
+
+/** The system prompt a `system` turn stands for, rendered once per (dialect, tools, coords). */
+function systemPromptFor(turn: Extract<Turn, { role: "system" }>): string {
+  const key = JSON.stringify([turn.dialect, turn.coords, turn.tools]);
+  let text = systemPrompts.get(key);
+  if (text === undefined) {
+    text = systemPrompt(turn.dialect, toolSpecs(turn.tools, turn.coords), turn.coords);
+    systemPrompts.set(key, text);
+  }
+  return text;
+}
+
 export class OpenAICompatibleModel implements ModelClient {
   readonly url: string;
   private readonly config: LoupeConfig;
@@ -296,7 +309,7 @@ export class OpenAICompatibleModel implements ModelClient {
     for (const turn of turns) {
       switch (turn.role) {
         case "system":
-          out.push(new SystemMessage(systemPrompt(turn.dialect, toolSpecs(turn.tools, turn.coords), turn.coords)));
+          out.push(new SystemMessage(systemPromptFor(turn)));
           break;
         case "system_text":
           out.push(new SystemMessage(turn.text));

@@ -9,6 +9,7 @@ import {
   IMAGE_TOOL_NAMES,
   ToolArgumentError,
   imageStats,
+  regionStats,
   imageToolSchemas,
   imageToolSpecs,
   runImageOp,
@@ -342,6 +343,56 @@ describe("imageStats", () => {
       { imageId: "img_0" },
     );
     expect((await imageStats(store, noisy.image)).stdev).toBeGreaterThan(10);
+  });
+
+  it("runImageOp returns the same verdicts from the pixels in hand, for crops, zooms and other ops", async () => {
+    const flatBox = { image: "img_0", bbox: [UNIFORM.x1 + 50, UNIFORM.y1 + 50, UNIFORM.x2 - 50, UNIFORM.y2 - 50], coords: "pixel" };
+    const noisyBox = { image: "img_0", bbox: [NOISE.x1, NOISE.y1, NOISE.x2, NOISE.y2], coords: "pixel" };
+    const read = vi.spyOn(store, "read");
+    const flat = await runImageOp(store, "crop", flatBox, big, { imageId: "img_0" });
+    const noisy = await runImageOp(store, "zoom", noisyBox, big, { imageId: "img_0" });
+    // No second decode: the result is never read back from the store.
+    expect(read).not.toHaveBeenCalled();
+    read.mockRestore();
+    expect(flat.stats.stdev).toBeLessThan(2);
+    expect(Math.abs(flat.stats.mean - (await imageStats(store, flat.image)).mean)).toBeLessThan(2);
+    expect(noisy.stats.stdev).toBeGreaterThan(10);
+    const bright = await runImageOp(store, "adjust", { image: "img_0", brightness: 10 }, flat.image, { imageId: "img_1" });
+    expect(bright.stats.stdev).toBeLessThan(2);
+    expect(bright.stats.mean).toBeGreaterThan(250);
+  });
+
+  it("regionStats samples a large box on a grid and matches the exact figures", () => {
+    const width = 2000;
+    const height = 1000;
+    const data = Buffer.alloc(width * height * 4);
+    for (let i = 0; i < width * height; i++) {
+      data[i * 4] = (i * 7) % 256;
+      data[i * 4 + 1] = 100;
+      data[i * 4 + 2] = (i * 13) % 200;
+      data[i * 4 + 3] = 255;
+    }
+    const decoded = { data, width, height, channels: 4 as const };
+    const sampled = regionStats(decoded, { left: 0, top: 0, width, height });
+    const small = regionStats(decoded, { left: 10, top: 10, width: 1, height: 1 });
+    expect(small.stdev).toBe(0);
+    // Exact figures over every pixel, alpha ignored.
+    let mean = 0;
+    let stdev = 0;
+    for (let c = 0; c < 3; c++) {
+      let s1 = 0;
+      let s2 = 0;
+      for (let i = 0; i < width * height; i++) {
+        s1 += data[i * 4 + c]!;
+        s2 += data[i * 4 + c]! ** 2;
+      }
+      const m = s1 / (width * height);
+      mean += m / 3;
+      stdev += Math.sqrt(s2 / (width * height) - m * m) / 3;
+    }
+    expect(stdev).toBeGreaterThan(30);
+    expect(Math.abs(sampled.mean - mean)).toBeLessThan(1);
+    expect(Math.abs(sampled.stdev - stdev)).toBeLessThan(1);
   });
 });
 

@@ -25,15 +25,35 @@ function isSearchTool(name: string): name is SearchToolName {
   return (SEARCH_TOOL_NAMES as readonly string[]).includes(name);
 }
 
+// Building a spec runs z.toJSONSchema, about half a millisecond for the whole set: the specs are
+// built once per (names, coords) and the toolbox once per (providers, coords). Both are deterministic,
+// so a cached spec is byte-for-byte the one a rebuild would make. Treat them as read-only.
+const specCache = new Map<string, ToolSpec[]>();
+const toolboxCache = new WeakMap<SearchProvider[], Map<Coords, Toolbox>>();
+
 /** Specs of the named tools, as offered to the model; deterministic, so a prompt can be rebuilt from the names. */
 export function toolSpecs(names: string[], coords: Coords): ToolSpec[] {
-  const image = buildImageToolSpecs(coords).filter((s) => names.includes(s.name));
-  const search = searchToolSpecs(SEARCH_TOOL_NAMES.filter((n) => names.includes(n)));
-  return [...image, ...search];
+  const key = `${coords}\u0000${names.join("\u0000")}`;
+  let specs = specCache.get(key);
+  if (!specs) {
+    const image = buildImageToolSpecs(coords).filter((s) => names.includes(s.name));
+    const search = searchToolSpecs(SEARCH_TOOL_NAMES.filter((n) => names.includes(n)));
+    specs = [...image, ...search];
+    specCache.set(key, specs);
+  }
+  return specs;
 }
 
 /** Image tools are always offered (R1V4 "General" mode); search tools only when a provider serves them. */
 export function createToolbox(providers: SearchProvider[], coords: Coords): Toolbox {
+  let byCoords = toolboxCache.get(providers);
+  if (!byCoords) toolboxCache.set(providers, (byCoords = new Map()));
+  let toolbox = byCoords.get(coords);
+  if (!toolbox) byCoords.set(coords, (toolbox = buildToolbox(providers, coords)));
+  return toolbox;
+}
+
+function buildToolbox(providers: SearchProvider[], coords: Coords): Toolbox {
   const specs = toolSpecs([...IMAGE_TOOL_NAMES, ...availableSearchTools(providers)], coords);
   const names = specs.map((s) => s.name);
   return {
