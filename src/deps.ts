@@ -160,6 +160,13 @@ export function createDeps(
 /** A run's settings: the run's context (e.g. from Studio) over the defaults. */
 export function runSettings(deps: AgentDeps, context: unknown): LoupeConfig {
   if (!context || typeof context !== "object" || Object.keys(context).length === 0) return deps.defaults;
+  // Every node of a run asks with the same context object: parse it once, not once per node.
+  const cached = parsedContexts.get(context);
+  if (cached?.defaults === deps.defaults) return cached.settings;
   const defined = Object.fromEntries(Object.entries(context).filter(([, v]) => v !== undefined));
-  return LoupeConfigSchema.parse({ ...deps.defaults, ...defined });
+  const settings = LoupeConfigSchema.parse({ ...deps.defaults, ...defined });
+  parsedContexts.set(context, { defaults: deps.defaults, settings });
+  return settings;
 }
+
+const parsedContexts = new WeakMap<object, { defaults: LoupeConfig; settings: LoupeConfig }>();
