@@ -4,6 +4,7 @@ import { LoupeConfigSchema, type LoupeConfig } from "../src/config.js";
 import type { AgentDeps } from "../src/deps.js";
 import { AgentInput, AgentOutput, AgentState } from "../src/state.js";
 import { createAnswerNode } from "../nodes/answer.js";
+import { createApproveCallsNode, createApprovePlanNode } from "../nodes/approval.js";
 import { createImageToolNode } from "../nodes/image-tool.js";
 import { createPlannerNode } from "../nodes/planner.js";
 import { createReflectNode, routeAfterReflect } from "../nodes/reflect.js";
@@ -18,8 +19,12 @@ export function buildAgentGraph(deps: AgentDeps) {
     .addNode("search", createSearchNode(deps) as never)
     .addNode("reflect", createReflectNode(deps))
     .addNode("answer", createAnswerNode(deps))
+    .addNode("approve_plan", createApprovePlanNode())
+    .addNode("approve_calls", createApproveCallsNode())
     .addEdge(START, "planner")
-    .addConditionalEdges("planner", routeAfterPlanner, ["answer", "reflect", "image_tool", "search"])
+    .addConditionalEdges("planner", routeAfterPlanner, ["approve_plan", "approve_calls", "answer", "reflect", "image_tool", "search"])
+    .addEdge("approve_plan", "planner")
+    .addConditionalEdges("approve_calls", routeAfterPlanner, ["reflect", "image_tool", "search"])
     .addEdge("image_tool", "reflect")
     .addEdge("search", "reflect")
     .addConditionalEdges("reflect", routeAfterReflect, ["planner", "answer"])
@@ -40,9 +45,12 @@ export type LoupeAgent = ReturnType<typeof createAgent>;
 
 /**
  * LangGraph's step limit for a run: each tool turn is three super-steps (planner, tools, reflect),
- * so 20+ tool calls would overrun the default of 25.
+ * four when calls wait for approval, so 20+ tool calls would overrun the default of 25.
  */
-export function recursionLimitFor(settings: Pick<LoupeConfig, "maxTurns" | "maxToolCalls">): number {
-  return 3 * Math.max(settings.maxTurns, settings.maxToolCalls) + 3 * (settings.maxToolCalls > 0 ? 1 : 0) + 10;
+export function recursionLimitFor(
+  settings: Pick<LoupeConfig, "maxTurns" | "maxToolCalls"> & Partial<Pick<LoupeConfig, "approvePlan" | "approveSearch" | "approveWebVisit">>,
+): number {
+  const perTurn = settings.approveSearch || settings.approveWebVisit ? 4 : 3;
+  return perTurn * Math.max(settings.maxTurns, settings.maxToolCalls) + perTurn * (settings.maxToolCalls > 0 ? 1 : 0) + (settings.approvePlan ? 2 : 0) + 10;
 }
 

@@ -14,6 +14,7 @@ import {
 import { PlanStepSchema, type AgentStateValue, type PendingCall, type PlanStep, type Turn } from "../src/state.js";
 import { EMPTY_USAGE } from "../src/state.js";
 import { createToolbox } from "../tools/index.js";
+import { approvalsFor, markCallsForApproval } from "./approval.js";
 import { emit } from "./events.js";
 
 async function ingestInputs(deps: AgentDeps, sources: string[], maxPixels: number, signal?: AbortSignal): Promise<ImageRefWithModelView[]> {
@@ -42,6 +43,14 @@ function extractJsonArray(text: string): unknown {
   return JSON.parse(body.slice(start, end + 1));
 }
 
+/** The question as the agent sees it after a person reviewed the plan: with the approved or edited plan, or the reviewer's note. */
+function reviewedPlanQuestion(question: string, plan: PlanStep[] | null, note: string | undefined): string {
+  const parts = [question];
+  if (plan?.length) parts.push(`Plan:\n${formatPlan(plan)}`);
+  if (note) parts.push(`Note from the person reviewing the plan: ${note}`);
+  return parts.join("\n\n");
+}
+
 export function formatPlan(plan: PlanStep[]): string {
   return plan
     .map((s, i) => `${i + 1}. ${s.description} [${s.tool_name}${Object.keys(s.parameters).length ? ` ${JSON.stringify(s.parameters)}` : ""}]`)
@@ -61,15 +70,22 @@ export function createPlannerNode(deps: AgentDeps) {
 
     if (conversation.length === 0) {
       if (!state.question?.trim()) throw new Error("the question is empty: pass the question to answer");
-      const inputs = await ingestInputs(deps, state.imageSources ?? [], settings.maxPixels, config.signal);
-      images = inputs.map((i) => i.ref);
-      update.images = images;
+      // Back from a plan review, the inputs are in state already: show them again, do not add them twice.
+      const inputs = images.length
+        ? await Promise.all(images.map(async (ref) => ({ ref, view: await deps.images.modelView(ref, settings.maxPixels) })))
+        : await ingestInputs(deps, state.imageSources ?? [], settings.maxPixels, config.signal);
+      if (!images.length) update.images = images = inputs.map((i) => i.ref);
       let question = state.question;
-      if (settings.plan) {
+      const review = state.planReview;
+      if (review && review.status !== "pending") {
+        question = reviewedPlanQuestion(state.question, state.plan, review.note);
+      } else if (settings.plan || approvalsFor(settings, deps.defaults).plan) {
         const plan = await makePlan(deps, settings, state.question, inputs, toolbox.specs, config.signal);
         usage = { ...usage, turns: usage.turns + plan.turns, promptTokens: usage.promptTokens + plan.promptTokens, completionTokens: usage.completionTokens + plan.completionTokens, modelMs: usage.modelMs + plan.ms };
         if (plan.steps) {
           update.plan = plan.steps;
+          // A person reviews the plan (approve_plan) before the first action.
+          if (approvalsFor(settings, deps.defaults).plan) return { ...update, usage, planReview: { status: "pending" } };
           question = `${state.question}\n\nPlan:\n${formatPlan(plan.steps)}`;
         }
       }
@@ -98,12 +114,13 @@ export function createPlannerNode(deps: AgentDeps) {
 
     const imageIds = new Set(images.map((i) => i.id));
     const remaining = Math.max(0, settings.maxToolCalls - usage.toolCalls);
-    const pending: PendingCall[] = parsed.calls.map((call, i) => {
+    const validated: PendingCall[] = parsed.calls.map((call, i) => {
       if (i >= remaining) {
         return { index: i, callId: call.id, name: call.name, args: null, kind: "invalid", error: `not run: the budget of ${settings.maxToolCalls} tool calls is used up.` };
       }
       return toolbox.validate(call, i, imageIds);
     });
+    const pending = markCallsForApproval(validated, settings, deps.defaults);
     emit(config, { event: "model_end", turn: turnIndex, ms: Math.round(raw.ms), kind: parsed.reply.kind, calls: pending.map((p) => p.name) });
     return { ...update, conversation: newTurns, reply: parsed.reply, pending, usage };
   };

@@ -5,6 +5,7 @@ import type { ImageRef } from "../src/images.js";
 import { canonicalJson, formatErrorTurn, observationTurns, type CallObservation } from "../src/protocol.js";
 import { clearedResults, type AgentStateValue, type ToolCallRecord, type Turn } from "../src/state.js";
 import { EMPTY_USAGE } from "../src/state.js";
+import { emit } from "./events.js";
 
 /** A crop whose pixels barely vary (std dev below this, 0–255) is probably blank or missed its target. */
 export const BLANK_STDEV = 3;
@@ -90,6 +91,7 @@ export function createReflectNode(deps: AgentDeps) {
           ...(ok ? {} : { error: text.replace(/^Error: /, "").slice(0, 500) }),
           urls: result?.urls ?? [],
         });
+        emit(config, { event: "tool_result", callId: call.callId, name: call.name, step, ok, images: allImages.filter((i) => ids.includes(i.id)) });
       }
       usage.toolCalls += records.filter((r) => !/^not run: the budget/.test(r.error ?? "")).length;
       usage.consecutiveErrors = failures === (state.pending ?? []).length && failures > 0 ? usage.consecutiveErrors + failures : 0;

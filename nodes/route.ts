@@ -1,12 +1,14 @@
-// Routing after the planner: answer, fan the calls out to the tool nodes with Send, or go to reflect.
+// Routing after the planner: a person's review (when asked for), answer, fan the calls out to the tool nodes with Send, or go to reflect.
 import { Send } from "@langchain/langgraph";
 import type { AgentStateValue } from "../src/state.js";
 import type { ToolTask } from "./image-tool.js";
 
-export function routeAfterPlanner(state: AgentStateValue): "answer" | "reflect" | Send[] {
+export function routeAfterPlanner(state: AgentStateValue): "approve_plan" | "approve_calls" | "answer" | "reflect" | Send[] {
+  if (state.planReview?.status === "pending") return "approve_plan";
   if (state.reply?.kind === "answer") return "answer";
   const runnable = (state.pending ?? []).filter((c) => c.kind !== "invalid");
   if (state.reply?.kind !== "calls" || runnable.length === 0) return "reflect";
+  if (runnable.some((c) => c.approval === "required")) return "approve_calls";
   return runnable.map(
     (call) => new Send(call.kind === "image" ? "image_tool" : "search", { call, images: state.images } satisfies ToolTask),
   );

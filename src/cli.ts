@@ -11,7 +11,8 @@ import { dirname } from "node:path";
 import { runIndexCommand } from "../tools/search/corpus.js";
 import { ImageInputError } from "./images.js";
 import { ModelServerError } from "./model.js";
-import { ask, RunError, type AskResult } from "./run.js";
+import { ask, RunError, RunPaused, type AskResult } from "./run.js";
+import { decisionFromFlags, EXIT_PAUSED, reportPause, UsageError } from "./cli-review.js";
 import { runServeImages } from "./serve-images.js";
 
 function int(name: string) {
@@ -116,7 +117,13 @@ export function buildProgram(): Command {
     .option("--retries <n>", `retries of a failed model request (env ${ENV_VARS.retries}; default 4)`, int("--retries"))
     .option("--no-stream", `do not stream model replies (env ${ENV_VARS.stream}=false)`)
     .option("--thread <id>", "thread id for this run (default: a new UUID); printed with --json")
-    .option("--resume <id>", "continue an interrupted or failed run from its last checkpoint")
+    .option("--resume <id>", "continue an interrupted, failed or paused run from its last checkpoint")
+    .option("--approve", "with --resume: approve the plan or the calls a paused run waits for")
+    .option("--deny [reason]", "with --resume: reject the plan (the agent works without one) or deny the calls (the model is told why)")
+    .option("--edit-plan <file>", "with --resume: follow this plan (a JSON array of steps) instead of the proposed one")
+    .option("--approve-plan", `pause to review the up-front plan before the agent acts (implies --plan; env ${ENV_VARS.approvePlan})`)
+    .option("--approve-search", `pause before each text_search or image_search call until you approve it (env ${ENV_VARS.approveSearch})`)
+    .option("--approve-web-visit", `pause before each web_visit call until you approve it (env ${ENV_VARS.approveWebVisit})`)
     .option("--data-dir <dir>", `where checkpoints and images are kept (env ${ENV_VARS.dataDir}; default .loupe); with ${ENV_VARS.databaseUrl} they are kept in Postgres`)
     .option("--json", "print one JSON object on stdout: threadId, answer, citations, toolCalls, steps, images, usage")
     .option("-q, --quiet", "no progress on stderr")
@@ -132,13 +139,19 @@ over the environment.
 Examples:
   loupe ask --image photo.jpg "What is written on the small sign?"
   loupe ask --model-url http://gpu-box:8000/v1 --dialect tags -i a.png "Where was this taken?"
-  loupe ask --resume 3f1c...   # after a crash or a model-server outage`,
+  loupe ask --resume 3f1c...   # after a crash or a model-server outage
+  loupe ask --approve-web-visit -i a.png "Who made this?"   # pauses before each page visit
+  loupe ask --resume 3f1c... --approve   # continue a paused run
+
+Exit codes: 0 answered, 1 the run failed, 2 usage or configuration error, ${EXIT_PAUSED} paused for
+your review (the message says how to continue).`,
     )
-    .action(async (words: string[], opts: Record<string, unknown>) => {
+    .action(async (words: string[], opts: Record<string, unknown>, command: Command) => {
       const question = words.join(" ").trim();
       if (!question && !opts.resume) {
-        throw new InvalidArgumentError("give a question, or --resume ID to continue a run");
+        throw new UsageError("give a question, or --resume ID to continue a run");
       }
+      const decision = decisionFromFlags(opts);
       const settings: LoupeConfig = resolveConfig({
         modelUrl: opts.modelUrl,
         model: opts.model,
@@ -148,6 +161,9 @@ Examples:
         maxPixels: opts.maxPixels,
         coords: opts.coords,
         plan: opts.plan ? true : undefined,
+        approvePlan: opts.approvePlan ? true : undefined,
+        approveSearch: opts.approveSearch ? true : undefined,
+        approveWebVisit: opts.approveWebVisit ? true : undefined,
         temperature: opts.temperature,
         maxTokens: opts.maxTokens,
         timeoutMs: opts.timeoutMs,
@@ -176,12 +192,17 @@ Examples:
           images: opts.image as string[],
           threadId,
           resume: opts.resume as string | undefined,
+          decision,
           onEvent: opts.quiet ? undefined : progressPrinter(write),
           signal: controller.signal,
         });
         printResult(result, Boolean(opts.json));
         if (!opts.quiet && result.reason === "budget") write("loupe: the budget ran out; this is the model's best answer so far");
       } catch (err) {
+        if (err instanceof RunPaused) {
+          process.exitCode = reportPause(err, command, settings, Boolean(opts.json));
+          return;
+        }
         const threadHint =
           err instanceof ModelServerError || controller.signal.aborted
             ? ` (everything done so far is saved; continue with: loupe ask --resume ${threadId})`
@@ -238,6 +259,6 @@ export async function main(argv: string[]): Promise<number> {
     if (e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.code === "commander.help") return 0;
     if (e.code?.startsWith("commander.")) return e.exitCode && e.exitCode !== 0 ? 2 : 0;
     process.stderr.write(`loupe: ${oneLine(err)}\n`);
-    return err instanceof InvalidArgumentError || err instanceof ConfigError ? 2 : 1;
+    return err instanceof UsageError || err instanceof ConfigError ? 2 : 1;
   }
 }

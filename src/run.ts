@@ -1,6 +1,8 @@
 // Running a question through a compiled agent: thread ids, streaming progress events, resume, and the result summary.
 import { randomUUID } from "node:crypto";
+import { Command } from "@langchain/langgraph";
 import { recursionLimitFor, type LoupeAgent } from "../graphs/build.js";
+import type { ApprovalDecision, ApprovalRequest } from "../nodes/approval.js";
 import type { AgentEvent } from "../nodes/events.js";
 import { redactDatabaseUrl, type LoupeConfig } from "./config.js";
 import type { AgentStateValue, Citation } from "./state.js";
@@ -24,6 +26,21 @@ export class RunError extends Error {
   }
 }
 
+/** The run paused for a person (human in the loop): `request` says what to review. Continue with a decision. */
+export class RunPaused extends Error {
+  constructor(
+    readonly threadId: string,
+    readonly request: ApprovalRequest,
+  ) {
+    super(`thread ${threadId} is waiting for a person to review ${request.type === "plan_review" ? "the plan" : "tool calls"}`);
+    this.name = "RunPaused";
+  }
+}
+
+function pendingRequest(snapshot: { tasks?: ReadonlyArray<{ interrupts?: ReadonlyArray<{ value?: unknown }> }> }): ApprovalRequest | undefined {
+  return (snapshot.tasks ?? []).flatMap((t) => t.interrupts ?? [])[0]?.value as ApprovalRequest | undefined;
+}
+
 export interface AskOptions {
   settings: LoupeConfig;
   question?: string;
@@ -32,6 +49,8 @@ export interface AskOptions {
   threadId?: string;
   /** Continue an existing thread instead of starting one. */
   resume?: string;
+  /** With `resume`: the decision for a thread paused for review (see RunPaused). */
+  decision?: ApprovalDecision;
   onEvent?: (event: AgentEvent) => void;
   signal?: AbortSignal;
 }
@@ -56,7 +75,10 @@ export function summarize(threadId: string, state: AgentStateValue): AskResult {
   };
 }
 
-/** Runs (or resumes) one question to its answer, checkpointing after every super-step. */
+/**
+ * Runs (or resumes) one question to its answer, checkpointing after every super-step.
+ * Throws RunPaused when the run stops for a person's approval.
+ */
 export async function ask(agent: LoupeAgent, options: AskOptions): Promise<AskResult> {
   const threadId = options.resume ?? options.threadId ?? randomUUID();
   const config = { configurable: { thread_id: threadId } };
@@ -71,13 +93,16 @@ export async function ask(agent: LoupeAgent, options: AskOptions): Promise<AskRe
     if ((existing.values as AgentStateValue).final && existing.next.length === 0) {
       return summarize(threadId, existing.values as AgentStateValue);
     }
+    const waiting = pendingRequest(existing);
+    if (waiting && !options.decision) throw new RunPaused(threadId, waiting);
+    if (!waiting && options.decision) throw new RunError(`thread ${threadId} is not waiting for a review; continue it with --resume ${threadId} alone`);
     input = null;
   } else {
     if (started) throw new RunError(`thread ${threadId} already exists; continue it with --resume ${threadId} or pick a new id`);
     if (!options.question?.trim()) throw new RunError("no question given");
     input = { question: options.question, imageSources: options.images ?? [] };
   }
-  const stream = await agent.stream(input as never, {
+  const stream = await agent.stream((options.decision ? new Command({ resume: options.decision }) : input) as never, {
     ...config,
     context: options.settings as never,
     recursionLimit: recursionLimitFor(options.settings),
@@ -90,5 +115,7 @@ export async function ask(agent: LoupeAgent, options: AskOptions): Promise<AskRe
     options.onEvent?.(event);
   }
   const state = await agent.getState(config);
+  const waiting = pendingRequest(state);
+  if (waiting) throw new RunPaused(threadId, waiting);
   return summarize(threadId, state.values as AgentStateValue);
 }

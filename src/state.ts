@@ -63,6 +63,14 @@ export const PlanStepSchema = z.object({
 });
 export type PlanStep = z.infer<typeof PlanStepSchema>;
 
+/** Human-in-the-loop review of the up-front plan: pending until a person approves, edits or rejects it. */
+export const PlanReviewSchema = z.object({
+  status: z.enum(["pending", "approved", "edited", "rejected"]),
+  /** The reviewer's words, passed on to the model (e.g. why the plan was rejected). */
+  note: z.string().optional(),
+});
+export type PlanReview = z.infer<typeof PlanReviewSchema>;
+
 /** A call the planner extracted from a model turn, validated (or not) against the tool list. */
 export const PendingCallSchema = z.object({
   index: z.int(),
@@ -72,6 +80,8 @@ export const PendingCallSchema = z.object({
   args: z.record(z.string(), z.unknown()).nullable(),
   kind: z.enum(["image", "search", "invalid"]),
   error: z.string().optional(),
+  /** Human-in-the-loop: the call waits for a person's approval (required) or has it (approved). */
+  approval: z.enum(["required", "approved"]).optional(),
 });
 export type PendingCall = z.infer<typeof PendingCallSchema>;
 
@@ -170,6 +180,8 @@ export const AgentState = z.object({
     .array(TurnSchema)
     .register(registry, { reducer: append<Turn>(), default: () => [] }),
   plan: z.array(PlanStepSchema).nullable().default(null),
+  /** Only with plan approval on (optional, so states built elsewhere need not name it). */
+  planReview: PlanReviewSchema.nullable().optional(),
   pending: z.array(PendingCallSchema).default([]),
   results: z
     .array(ToolResultSchema)

@@ -1,0 +1,98 @@
+// `loupe ask` and human-in-the-loop review: the decision flags, the message shown when a run pauses, and the exact commands to continue.
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import type { Command } from "commander";
+import { ApprovalDecisionSchema, type ApprovalDecision } from "../nodes/approval.js";
+import { formatPlan } from "../nodes/planner.js";
+import type { LoupeConfig } from "./config.js";
+import type { RunPaused } from "./run.js";
+
+/** A wrong flag or argument found while running a command (commander reports its own parse errors itself); exit code 2. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** Exit code of `loupe ask` when the run paused for a person's review (nothing is lost; continue with a decision). */
+export const EXIT_PAUSED = 3;
+
+/** The decision given with --approve, --deny [reason] or --edit-plan FILE, if any. */
+export function decisionFromFlags(opts: Record<string, unknown>): ApprovalDecision | undefined {
+  const given = ["approve", "deny", "editPlan"].filter((k) => opts[k] !== undefined && opts[k] !== false);
+  if (given.length === 0) return undefined;
+  if (given.length > 1) throw new UsageError("give only one of --approve, --deny and --edit-plan");
+  if (!opts.resume) throw new UsageError(`--${given[0] === "editPlan" ? "edit-plan" : given[0]} needs --resume ID (the paused thread)`);
+  if (opts.approve) return { action: "approve" };
+  if (opts.deny !== undefined) return typeof opts.deny === "string" ? { action: "deny", reason: opts.deny } : { action: "deny" };
+  return { action: "edit", plan: readPlanFile(String(opts.editPlan)) };
+}
+
+/** Reads an edited plan: a JSON array of steps, or an object with `plan` (as the paused run wrote it). */
+export function readPlanFile(path: string): NonNullable<ApprovalDecision["plan"]> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, "utf8"));
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new UsageError(`--edit-plan ${path}: ${e.code === "ENOENT" ? "no such file" : `not valid JSON (${e.message})`}`);
+  }
+  const steps = Array.isArray(raw) ? raw : (raw as { plan?: unknown })?.plan;
+  const parsed = ApprovalDecisionSchema.shape.plan.safeParse(steps);
+  if (!parsed.success || !parsed.data) {
+    const why = parsed.success
+      ? "no plan in it"
+      : parsed.error.issues.map((i) => `${i.path.length ? `step ${Number(i.path[0]) + 1}${i.path.length > 1 ? ` ${i.path.slice(1).join(".")}` : ""}` : "plan"}: ${i.message}`).join("; ");
+    throw new UsageError(`--edit-plan ${path}: ${why}. Expected a JSON array of 1 to 12 steps like {"description": "...", "tool_name": "crop", "parameters": {}}`);
+  }
+  return parsed.data;
+}
+
+function shellQuote(value: string): string {
+  return /^[\w@%+=:,./-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * `loupe ask --resume ID` with the settings flags given on this command line (so approvals
+ * and the model stay the same), never the question, images or secrets.
+ */
+export function continueCommand(command: Command, threadId: string): string {
+  const skip = new Set(["image", "thread", "resume", "approve", "deny", "editPlan", "apiKey"]);
+  const parts = ["loupe", "ask", "--resume", threadId];
+  for (const option of command.options) {
+    const key = option.attributeName();
+    if (skip.has(key) || command.getOptionValueSource(key) !== "cli") continue;
+    const value = command.getOptionValue(key);
+    if (option.negate || typeof value === "boolean") parts.push(option.long!);
+    else parts.push(option.long!, shellQuote(String(value)));
+  }
+  if (command.getOptionValueSource("apiKey") === "cli") parts.push("--api-key", "KEY");
+  return parts.join(" ");
+}
+
+/** Tells the person what the run is waiting for and the exact commands to continue; returns EXIT_PAUSED. */
+export function reportPause(paused: RunPaused, command: Command, settings: LoupeConfig, json: boolean): number {
+  const base = continueCommand(command, paused.threadId);
+  const request = paused.request;
+  const commands: Record<string, string> = { approve: `${base} --approve`, deny: `${base} --deny 'why (optional)'` };
+  const lines: string[] = [];
+  if (request.type === "plan_review") {
+    const file = join(resolve(settings.dataDir), "plans", `${paused.threadId}.json`);
+    mkdirSync(join(resolve(settings.dataDir), "plans"), { recursive: true });
+    writeFileSync(file, `${JSON.stringify(request.plan, null, 2)}\n`);
+    commands.editPlan = `${base} --edit-plan ${shellQuote(file)}`;
+    lines.push(`loupe: paused: review the plan for thread ${paused.threadId} before the agent acts on it:`);
+    lines.push(...formatPlan(request.plan).split("\n").map((l) => `  ${l}`));
+    lines.push("", "Continue with one of:", `  approve it:  ${commands.approve}`, `  edit it:     change ${file}, then: ${commands.editPlan}`, `  reject it:   ${commands.deny}   (the agent works without a plan)`);
+  } else {
+    lines.push(`loupe: paused: ${request.calls.length === 1 ? "this call waits" : `these ${request.calls.length} calls wait`} for your approval (thread ${paused.threadId}):`);
+    for (const call of request.calls) lines.push(`  ${call.name} ${JSON.stringify(call.arguments)}`);
+    lines.push("", "Continue with one of:", `  allow:  ${commands.approve}`, `  deny:   ${commands.deny}   (the model is told the call was not allowed)`);
+  }
+  if (request.problem) lines.unshift(`loupe: the last decision could not be used: ${request.problem}`);
+  lines.push(`(exit code ${EXIT_PAUSED}: the run is paused; everything so far is saved)`);
+  process.stderr.write(`${lines.join("\n")}\n`);
+  if (json) process.stdout.write(`${JSON.stringify({ threadId: paused.threadId, status: "paused", review: request, continue: commands })}\n`);
+  return EXIT_PAUSED;
+}
