@@ -98,6 +98,7 @@ async function imageSearch(providers: SearchProvider[], images: Array<{ bytes: B
   const seen = new Set<string>();
   const urls: ToolResult["urls"] = [];
   const sections: string[] = [];
+  const shots: NonNullable<Outcome["images"]> = [];
   let n = 0;
   for (const image of images) {
     let answer: Awaited<ReturnType<NonNullable<SearchProvider["imageSearch"]>>> | undefined;
@@ -123,9 +124,15 @@ async function imageSearch(providers: SearchProvider[], images: Array<{ bytes: B
       lines.push(`[${n}] ${hit.title}\n${hit.url}${hit.snippet ? `\n${hit.snippet.replace(/\s+/g, " ").trim()}` : ""}`);
     }
     for (const img of (answer.images ?? []).slice(0, 3)) lines.push(`Matching image: ${img.url}${img.description ? ` — ${img.description}` : ""}`);
+    if (answer.screenshot) {
+      // A benchmark's recorded result page (MMSearch): shown to the model as an image to read.
+      shots.push({ ...answer.screenshot, parent: null, op: `reverse image search results for ${image.id}` });
+      lines.push(`The results page for ${image.id} is shown below as an image.`);
+      n++;
+    }
     sections.push(`Matches for ${image.id}:\n${lines.length ? lines.join("\n\n") : "(no results)"}`);
   }
-  return { text: trimTo(sections.join("\n\n"), budget), urls, resultCount: n };
+  return { text: trimTo(sections.join("\n\n"), budget), urls, resultCount: n, images: shots };
 }
 
 export function createSearchNode(deps: AgentDeps) {

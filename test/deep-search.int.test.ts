@@ -11,7 +11,11 @@ import { ImageStore } from "../src/images.js";
 import { FAKE_SERPER_API_KEY, startFakeSerper, type FakeSearchServer } from "./fixtures/fake-search-servers.js";
 import { FAKE_TAVILY_API_KEY, startFakeTavilyServer, type FakeTavilyServer } from "./fixtures/fake-tavily-server.js";
 import { startScriptedModelServer, type RecordedRequest, type ScriptEntry } from "./fixtures/scripted-model-server.js";
-import { baseEnv, NETWORK_GUARD, runCli, tempDir, writeImage } from "./helpers.js";
+import sharp from "sharp";
+import { ask } from "../src/run.js";
+import { SearchCache, searchCachePath } from "../tools/search/cache.js";
+import { importMmsearchResults } from "../tools/search/mmsearch-import.js";
+import { baseEnv, imagesInRequest, NETWORK_GUARD, runCli, tempDir, testAgent, testSettings, writeImage } from "./helpers.js";
 import { harbourImage } from "./scenarios/trajectory.js";
 
 const LENS_TITLE = "North Pier Lighthouse - Port Loupe harbour guide";
@@ -230,4 +234,39 @@ it("an image URL from the results, visited, becomes a new image the model can lo
   const afterVisit = JSON.stringify(requests[1]!.body.messages);
   expect(afterVisit).toContain(`Image: ${photoUrl} (640×480, shown below as a new image)`);
   expect((afterVisit.match(/data:image\//g) ?? []).length).toBe(2);
+});
+
+it("MMSearch offline: an imported Lens screenshot is replayed with no key and shown to the model as an image", async () => {
+  const photo = await harbourImage(800, 600);
+  const imagePath = await writeImage(tmp.dir, "q.jpg", photo);
+  const data = join(tmp.dir, "data");
+  // What `loupe eval` does for MMSearch rows: the question image's store sha → the benchmark's result screenshot.
+  const store = new ImageStore(join(data, "images"));
+  const question = await store.ingest(photo);
+  const screenshot = await sharp({ create: { width: 320, height: 200, channels: 3, background: "#eeeeee" } }).png().toBuffer();
+  const cache = new SearchCache(searchCachePath(data));
+  const summary = await importMmsearchResults(cache, [{ imageSha256: question.sha256, results: { bytes: screenshot, path: "lens.png" } }], "serper-lens", { images: store });
+  cache.close();
+  expect(summary.screenshots).toBe(1);
+
+  const model = await startScriptedModelServer({
+    script: [
+      { content: "<think>Reverse-search the photo.</think>", toolCalls: [{ name: "image_search", arguments: { image_paths: ["img_0"] } }] },
+      { content: "<answer>Port Loupe</answer>" },
+    ],
+  });
+  const settings = testSettings({ modelUrl: model.url, dataDir: data, searchCache: "replay" });
+  const { agent, close } = testAgent(settings, {});
+  const result = await ask(agent, { settings, question: "Where is this?", images: [imagePath] });
+  await close();
+  const requests = model.chatRequests();
+  await model.close();
+  expect(result.toolCalls[0]).toEqual(expect.objectContaining({ name: "image_search", ok: true }));
+  expect(result.images[1]).toEqual(expect.objectContaining({ id: "img_1", width: 320, height: 200, op: "reverse image search results for img_0" }));
+  const after = JSON.stringify(requests[1]!.body.messages);
+  expect(after).toContain("The results page for img_0 is shown below as an image.");
+  expect(await imagesInRequest(requests[1]!.body)).toEqual([
+    [800, 600],
+    [320, 200],
+  ]);
 });

@@ -12,6 +12,14 @@ export interface RelatedImage {
   description?: string;
 }
 
+/** A search result given as a picture of the results page (MMSearch ships Lens results so), held in the image store. */
+export interface ResultScreenshot {
+  sha256: string;
+  mime: "image/jpeg" | "image/png" | "image/webp" | "image/gif";
+  width: number;
+  height: number;
+}
+
 export interface PageContent {
   url: string;
   title?: string;
@@ -35,7 +43,7 @@ export interface SearchProvider {
   readonly name: string;
   textSearch?(query: string, options: SearchRequestOptions): Promise<{ hits: SearchHit[]; images: RelatedImage[] }>;
   webVisit?(urls: string[], options: { goal?: string; signal?: AbortSignal }): Promise<{ pages: PageContent[]; failed: PageFailure[] }>;
-  imageSearch?(image: { bytes: Buffer; mime: string; sha256: string }, options: SearchRequestOptions): Promise<{ hits: SearchHit[]; images?: RelatedImage[] }>;
+  imageSearch?(image: { bytes: Buffer; mime: string; sha256: string }, options: SearchRequestOptions): Promise<{ hits: SearchHit[]; images?: RelatedImage[]; screenshot?: ResultScreenshot }>;
 }
 
 /** A provider failed for a reason the model cannot fix (auth, quota, outage); shown to it as an error observation. */
