@@ -1,5 +1,5 @@
 // Content-addressed image store: image bytes live here, graph state holds only ImageRef records.
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { mkdir, readFile, rename, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import sharp from "sharp";
@@ -170,7 +170,8 @@ export class ImageStore {
   private async writeLocal(image: Pick<StoredImage, "sha256" | "mime">, bytes: Buffer): Promise<void> {
     const path = this.pathOf(image);
     await mkdir(join(this.dir, image.sha256.slice(0, 2)), { recursive: true });
-    const tmp = `${path}.${process.pid}.${Date.now()}.tmp`;
+    // Unique per write: two runs in one process may store the same image at the same moment.
+    const tmp = `${path}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`;
     await writeFile(tmp, bytes);
     await rename(tmp, path);
   }
