@@ -169,6 +169,16 @@ export class OpenAICompatibleModel implements ModelClient {
       // A server that is down when a run starts is most likely not there at all: fail fast.
       { ...this.retryOptions(), retries: Math.min(this.config.retries, 1) },
     ).catch((err: unknown) => {
+      const status = (err as { status?: number }).status;
+      if (status === 401 || status === 403) {
+        throw new ModelServerError(
+          this.url,
+          `the model server at ${this.url} refused the API key (GET /models: HTTP ${status}); set LOUPE_API_KEY (or OPENAI_API_KEY) to the key it expects (vllm serve --api-key)`,
+        );
+      }
+      if (status === 404) {
+        throw new ModelServerError(this.url, `${url} was not found (HTTP 404): is the URL right? It should end in /v1 (e.g. http://localhost:8000/v1)`);
+      }
       throw new ModelServerError(
         this.url,
         `no model server answering at ${this.url} (GET /models: ${describeError(err)}); start one (see README: vllm serve …) or set --model-url / LOUPE_MODEL_URL`,

@@ -121,6 +121,18 @@ describe("model-server faults", () => {
     expect(retries).toHaveLength(5);
   });
 
+  it("a model server that refuses the key says so (not 'no server answering') and names the variable", async () => {
+    const server = await startScriptedModelServer({ script: [{ content: "<answer>never</answer>" }], apiKey: "the-right-key-123" });
+    const settings = testSettings({ modelUrl: server.url, dataDir: tmp.dir, retries: 1 });
+    const { agent, close } = testAgent(settings, { apiKey: "a-wrong-key-456" });
+    const error = await ask(agent, { settings, question: "q?", images: [image] }).catch((e) => e);
+    close();
+    await server.close();
+    expect(error).toBeInstanceOf(ModelServerError);
+    expect(error.message).toMatch(/refused the API key \(GET \/models: HTTP 401\); set LOUPE_API_KEY/);
+    expect(error.message).not.toContain("a-wrong-key-456");
+  });
+
   it("an outage fails the run with a clear error naming the URL; the thread resumes when the server is back", async () => {
     const first = await model([{ toolCalls: [crop] }, { fault: "drop" }, { fault: { status: 502 } }, { fault: "drop" }]);
     const settings = testSettings({ modelUrl: first.url, dataDir: tmp.dir, retries: 2 });
