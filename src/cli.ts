@@ -14,6 +14,7 @@ import { ModelServerError } from "./model.js";
 import { ask, RunError, RunPaused, type AskResult } from "./run.js";
 import { decisionFromFlags, EXIT_PAUSED, reportPause, UsageError } from "./cli-review.js";
 import { runServeImages } from "./serve-images.js";
+import { registerEvalCommands } from "./eval/cli.js";
 
 function int(name: string) {
   return (value: string) => {
@@ -244,6 +245,7 @@ your review (the message says how to continue).`,
       });
       await served.close();
     });
+  registerEvalCommands(program);
   return program;
 }
 

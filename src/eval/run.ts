@@ -1,0 +1,416 @@
+// `loupe eval`: runs every benchmark item as its own checkpointed thread, N at a time, scores it, and writes results, summary and report.
+import { createHash, randomBytes } from "node:crypto";
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import cliProgress from "cli-progress";
+import { createAgent, type LoupeAgent } from "../../graphs/build.js";
+import { openCheckpointer } from "../checkpointer.js";
+import { redactDatabaseUrl, type LoupeConfig, type LoupeSecrets } from "../config.js";
+import { createDeps, type AgentDeps } from "../deps.js";
+import { guardedFetch } from "../http.js";
+import { ask, summarize, RunError, type AskResult } from "../run.js";
+import type { AgentStateValue } from "../state.js";
+import type { DatasetFormat, EvalItem, ImageInput } from "./items.js";
+import { Judge, JudgeCache, judgeCachePath } from "./judge.js";
+import { loadDataset, safeId } from "./loaders.js";
+import { writeReport } from "./report.js";
+import { extractChoice, matchScore } from "./score.js";
+import {
+  describeInterval,
+  MANIFEST_FILE,
+  pct,
+  readManifest,
+  readResults,
+  RESULTS_FILE,
+  SUMMARY_FILE,
+  summarizeResults,
+  writeAtomic,
+  type EvalSummary,
+  type ResultRow,
+  type RunManifest,
+} from "./summary.js";
+import { readThreadState, toTrajectory, type Trajectory } from "./trajectory.js";
+
+export interface EvalOptions {
+  dataset: string;
+  format?: DatasetFormat | "auto";
+  limit?: number;
+  /** Items in flight at once. */
+  concurrency: number;
+  judge?: { url: string; model?: string; apiKey?: string };
+  /** The run directory. */
+  out: string;
+  /** Continue the run in `out`: finished items are kept, unfinished ones continue from their last checkpoint. */
+  resume: boolean;
+  settings: LoupeConfig;
+  secrets: LoupeSecrets;
+  imagesDir?: string;
+  /** Progress bar on stderr. */
+  progress: boolean;
+  /** Write report.html at the end (default true). */
+  report?: boolean;
+  signal?: AbortSignal;
+  log?: (line: string) => void;
+  /** Replace parts of the agent's dependencies (tests). */
+  deps?: Partial<Omit<AgentDeps, "defaults">>;
+}
+
+export interface EvalOutcome {
+  dir: string;
+  summary: EvalSummary;
+  rows: ResultRow[];
+  /** Items run (or continued) by this invocation; the rest were already done. */
+  ran: number;
+}
+
+export class EvalError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "EvalError";
+  }
+}
+
+export function threadIdFor(runId: string, itemId: string): string {
+  return `eval-${runId}-${safeId(itemId)}`;
+}
+
+/** Default run directory: <dataDir>/runs/<dataset>-<UTC timestamp>. */
+export function defaultRunDir(dataDir: string, dataset: string): string {
+  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*$/, "").replace("T", "-");
+  const name = dataset.split(/[\\/]/).pop()!.replace(/\.[^.]+$/, "");
+  return join(resolve(dataDir), "runs", `${name}-${stamp}`);
+}
+
+function toolsByName(traj: Trajectory): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const c of traj.toolCalls) out[c.name] = (out[c.name] ?? 0) + 1;
+  return out;
+}
+
+function extOf(contentType: string, bytes: Buffer): string {
+  if (bytes[0] === 0xff && bytes[1] === 0xd8) return ".jpg";
+  if (bytes[0] === 0x89 && bytes[1] === 0x50) return ".png";
+  if (/webp/.test(contentType)) return ".webp";
+  if (/gif/.test(contentType)) return ".gif";
+  return ".img";
+}
+
+/** Input images as local files: remote URLs are downloaded once (through the guarded fetch, as web_visit reads pages) into the run directory. */
+async function materialize(images: ImageInput[], inputsDir: string, settings: LoupeConfig, signal?: AbortSignal): Promise<string[]> {
+  const out: string[] = [];
+  for (const image of images) {
+    if (image.kind === "path") {
+      out.push(image.path);
+    } else if (image.kind === "bytes") {
+      const buf = Buffer.from(image.bytes);
+      const path = join(inputsDir, `${createHash("sha256").update(buf).digest("hex")}${extOf("", buf)}`);
+      if (!existsSync(path)) writeFileSync(path, buf);
+      out.push(path);
+    } else {
+      const marker = join(inputsDir, `url-${createHash("sha256").update(image.url).digest("hex").slice(0, 32)}.txt`);
+      if (existsSync(marker)) {
+        const saved = readFileSync(marker, "utf8").trim();
+        if (existsSync(saved)) {
+          out.push(saved);
+          continue;
+        }
+      }
+      const allowHosts = settings.webAllowHosts.split(",").map((h) => h.trim()).filter(Boolean);
+      const res = await guardedFetch(image.url, { signal, timeoutMs: 60_000, maxBytes: 64 * 1024 * 1024, allowHosts, headers: { accept: "image/*,*/*;q=0.5" } }).catch((err: Error) => {
+        throw new EvalError(`cannot download image ${image.url}: ${err.message}`);
+      });
+      const path = join(inputsDir, `${createHash("sha256").update(res.body).digest("hex")}${extOf(res.contentType, res.body)}`);
+      if (!existsSync(path)) writeFileSync(path, res.body);
+      writeFileSync(marker, path);
+      out.push(path);
+    }
+  }
+  return out;
+}
+
+function lastReplyText(state: AgentStateValue): string {
+  const last = [...state.conversation].reverse().find((t) => t.role === "assistant") as { text: string } | undefined;
+  return (last?.text ?? "").replace(/<think>[\s\S]*?(<\/think>|$)/gi, "").trim();
+}
+
+function sameLetters(a: string[], b: string[]): boolean {
+  return a.length === b.length && [...a].sort().join() === [...b].sort().join();
+}
+
+type Scored = Pick<ResultRow, "correct" | "method" | "extracted" | "judge" | "match">;
+
+async function scoreItem(item: EvalItem, traj: Trajectory, state: AgentStateValue, judge: Judge | null, signal?: AbortSignal): Promise<Scored> {
+  if (item.kind === "choice") {
+    const letters = extractChoice(traj.answerTag ?? lastReplyText(state), item.choices);
+    return { method: "choice", extracted: letters, correct: letters !== null && sameLetters(letters, item.answers) };
+  }
+  // R1V4's protocol: only the <answer> text is judged, and no tag means wrong.
+  if (!traj.answerTag) return { method: "none", correct: false };
+  const match = matchScore(traj.answerTag, item.answers);
+  const matchInfo = { exact: match.exact, f1: Math.round(match.f1 * 1000) / 1000 };
+  if (!judge) return { method: "match", correct: match.correct, match: matchInfo };
+  const verdict = await judge.judge(item.judgeQuestion, traj.answerTag, item.answers, signal);
+  return {
+    method: "judge",
+    correct: verdict.correct,
+    judge: { correct: verdict.correct, reasoning: verdict.reasoning, model: verdict.model, cached: verdict.cached },
+    match: matchInfo,
+  };
+}
+
+function baseRow(item: EvalItem, index: number, threadId: string): Omit<ResultRow, "correct" | "method" | "latencyMs" | "finishedAt"> {
+  return {
+    id: item.id,
+    index,
+    threadId,
+    category: item.category,
+    kind: item.kind,
+    question: item.judgeQuestion,
+    answers: item.answers,
+    prediction: null,
+    answerTag: null,
+    toolCalls: 0,
+    failedToolCalls: 0,
+    toolsByName: {},
+    turns: 0,
+    promptTokens: 0,
+    completionTokens: 0,
+    modelMs: 0,
+  };
+}
+
+interface Progress {
+  itemDone(row: ResultRow): void;
+  stop(): void;
+}
+
+function progressBar(total: number, rows: ResultRow[], enabled: boolean): Progress {
+  const correct = () => rows.filter((r) => r.correct).length;
+  if (!enabled) return { itemDone: () => {}, stop: () => {} };
+  const bar = new cliProgress.SingleBar(
+    {
+      stream: process.stderr,
+      format: "eval |{bar}| {value}/{total} | acc {acc} | {rate} items/min | ETA {eta_formatted} | errors {errors}",
+      barsize: 24,
+      hideCursor: true,
+      noTTYOutput: !process.stderr.isTTY,
+      notTTYSchedule: 5000,
+      etaBuffer: 20,
+      fps: 5,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+  const started = Date.now();
+  let ranHere = 0;
+  const payload = () => ({
+    acc: rows.length ? pct(correct() / rows.length) : "-",
+    rate: ranHere ? ((ranHere / Math.max(1, Date.now() - started)) * 60_000).toFixed(1) : "-",
+    errors: rows.filter((r) => r.error).length,
+  });
+  bar.start(total, rows.length, payload());
+  return {
+    itemDone(row) {
+      ranHere++;
+      void row;
+      bar.update(rows.length, payload());
+    },
+    stop() {
+      bar.update(rows.length, payload());
+      bar.stop();
+    },
+  };
+}
+
+/** Runs (or resumes) an evaluation. Items fail one by one; the run itself fails only on bad input or setup. */
+export async function runEval(options: EvalOptions): Promise<EvalOutcome> {
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const dir = resolve(options.out);
+  const manifestPath = join(dir, MANIFEST_FILE);
+  let manifest: RunManifest | null = null;
+  if (options.resume) {
+    if (!existsSync(manifestPath)) throw new EvalError(`nothing to resume in ${dir} (no ${MANIFEST_FILE}); start the run without --resume`);
+    manifest = readManifest(dir);
+    if (resolve(manifest.dataset) !== resolve(options.dataset)) {
+      throw new EvalError(`the run in ${dir} evaluated ${manifest.dataset}, not ${resolve(options.dataset)}; resume it with that dataset or pick another --out`);
+    }
+  } else if (existsSync(manifestPath)) {
+    throw new EvalError(`${dir} already holds an evaluation run; continue it with --resume, or choose another --out`);
+  }
+  const inputsDir = join(dir, "inputs");
+  mkdirSync(inputsDir, { recursive: true });
+  const format = options.format && options.format !== "auto" ? options.format : ((manifest?.format as DatasetFormat | undefined) ?? "auto");
+  const limit = options.limit ?? manifest?.limit ?? undefined;
+  const dataset = await loadDataset(options.dataset, { format, limit, imagesDir: options.imagesDir, imagesOut: inputsDir });
+  const items = dataset.items;
+
+  const settings = options.settings;
+  const deps = createDeps(settings, options.secrets, options.deps);
+  const checkpointer = await openCheckpointer(settings, deps.database).catch(async (err) => {
+    await deps.close();
+    throw err;
+  });
+  const agent: LoupeAgent = createAgent({ deps, checkpointer: checkpointer.saver });
+  let judgeCache: JudgeCache | null = null;
+  try {
+    const modelName = await deps.model(settings).modelName();
+    judgeCache = options.judge ? new JudgeCache(judgeCachePath(settings.dataDir)) : null;
+    const judge = options.judge
+      ? new Judge({ url: options.judge.url, model: options.judge.model, apiKey: options.judge.apiKey, settings, images: deps.images, cache: judgeCache! })
+      : null;
+    const judgeModel = judge ? await judge.modelName() : null;
+    manifest ??= {
+      version: 1,
+      runId: randomBytes(4).toString("hex"),
+      dataset: dataset.file,
+      format: dataset.format,
+      limit: options.limit ?? null,
+      items: items.length,
+      createdAt: new Date().toISOString(),
+      model: { url: settings.modelUrl, name: modelName },
+      judge: judge ? { url: judge.url, model: judgeModel! } : null,
+      dialect: settings.dialect,
+      plan: settings.plan,
+      maxToolCalls: settings.maxToolCalls,
+      maxTurns: settings.maxTurns,
+      temperature: settings.temperature,
+      dataDir: resolve(settings.dataDir),
+      ...(settings.databaseUrl ? { database: redactDatabaseUrl(settings.databaseUrl) } : {}),
+    };
+    writeAtomic(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`);
+    const runId = manifest.runId;
+
+    const resultsPath = join(dir, RESULTS_FILE);
+    const previous = readResults(dir);
+    const done = new Map(previous.filter((r) => !r.error).map((r) => [r.id, r]));
+    const wanted = new Set(items.map((i) => i.id));
+    const rows: ResultRow[] = [...done.values()].filter((r) => wanted.has(r.id));
+    const pending = items.map((item, index) => ({ item, index })).filter(({ item }) => !done.has(item.id));
+    if (options.resume) log(`loupe eval: resuming ${dir}: ${rows.length} of ${items.length} items done, ${pending.length} to go`);
+    else log(`loupe eval: ${items.length} items from ${dataset.file} (${dataset.format}) → ${dir}`);
+
+    const progress = progressBar(items.length, rows, options.progress);
+    let ran = 0;
+
+    const runOne = async (item: EvalItem, index: number): Promise<ResultRow | null> => {
+      const threadId = threadIdFor(runId, item.id);
+      const started = performance.now();
+      const base = baseRow(item, index, threadId);
+      let stage: "input" | "agent" | "judge" = "agent";
+      let traj: Trajectory | null = null;
+      try {
+        const snapshot = await agent.getState({ configurable: { thread_id: threadId } });
+        const existing = snapshot.values as AgentStateValue | undefined;
+        let result: AskResult;
+        if (existing?.question !== undefined && existing.final && snapshot.next.length === 0) {
+          result = summarize(threadId, existing);
+        } else if (existing?.question !== undefined) {
+          result = await ask(agent, { settings, resume: threadId, signal: options.signal });
+        } else {
+          stage = "input";
+          const images = await materialize(item.images, inputsDir, settings, options.signal);
+          stage = "agent";
+          result = await ask(agent, { settings, threadId, question: item.question, images, signal: options.signal });
+        }
+        stage = "judge";
+        const state = (await readThreadState(checkpointer.saver, threadId))!;
+        traj = toTrajectory(threadId, state);
+        const scored = await scoreItem(item, traj, state, judge, options.signal);
+        return {
+          ...base,
+          prediction: result.answer,
+          answerTag: traj.answerTag,
+          ...scored,
+          toolCalls: result.toolCalls.length,
+          failedToolCalls: result.toolCalls.filter((c) => !c.ok).length,
+          toolsByName: toolsByName(traj),
+          turns: result.usage.turns,
+          promptTokens: result.usage.promptTokens,
+          completionTokens: result.usage.completionTokens,
+          latencyMs: Math.round(performance.now() - started),
+          modelMs: result.usage.modelMs,
+          reason: result.reason,
+          finishedAt: new Date().toISOString(),
+        };
+      } catch (err) {
+        if (options.signal?.aborted) return null;
+        const message = ((err as Error)?.message ?? String(err)).split("\n")[0]!;
+        // What the thread holds so far still counts (tool calls, tokens), so the error row is informative.
+        const state = await readThreadState(checkpointer.saver, threadId).catch(() => null);
+        const partial = traj ?? (state ? toTrajectory(threadId, state) : null);
+        return {
+          ...base,
+          prediction: state?.final?.answer ?? null,
+          answerTag: partial?.answerTag ?? null,
+          correct: false,
+          method: "none",
+          toolCalls: partial?.toolCalls.length ?? 0,
+          failedToolCalls: partial?.toolCalls.filter((c) => !c.ok).length ?? 0,
+          toolsByName: partial ? toolsByName(partial) : {},
+          turns: state?.usage?.turns ?? 0,
+          promptTokens: state?.usage?.promptTokens ?? 0,
+          completionTokens: state?.usage?.completionTokens ?? 0,
+          modelMs: Math.round(state?.usage?.modelMs ?? 0),
+          latencyMs: Math.round(performance.now() - started),
+          error: { stage, message },
+          finishedAt: new Date().toISOString(),
+        };
+      }
+    };
+
+    let next = 0;
+    const worker = async () => {
+      while (next < pending.length && !options.signal?.aborted) {
+        const { item, index } = pending[next++]!;
+        const row = await runOne(item, index);
+        if (!row) continue;
+        ran++;
+        appendFileSync(resultsPath, `${JSON.stringify(row)}\n`);
+        const at = rows.findIndex((r) => r.id === row.id);
+        if (at >= 0) rows.splice(at, 1, row);
+        else rows.push(row);
+        progress.itemDone(row);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.max(1, Math.min(options.concurrency, pending.length)) }, worker));
+    progress.stop();
+    if (options.signal?.aborted) {
+      throw new RunError(`interrupted after ${rows.length} of ${items.length} items; everything finished is saved — continue with: loupe eval ${options.dataset} --out ${dir} --resume`);
+    }
+
+    rows.sort((a, b) => a.index - b.index);
+    writeAtomic(resultsPath, rows.map((r) => JSON.stringify(r)).join("\n") + "\n");
+    const summary = summarizeResults(
+      rows,
+      { ...manifest, dir, finishedAt: new Date().toISOString() },
+      judge ? { requests: judge.calls, cached: rows.filter((r) => r.judge?.cached).length } : null,
+    );
+    writeAtomic(join(dir, SUMMARY_FILE), `${JSON.stringify(summary, null, 2)}\n`);
+    if (options.report !== false) {
+      await writeReport(dir, { saver: checkpointer.saver, images: deps.images }).catch((err: Error) => log(`loupe eval: report.html not written: ${err.message}`));
+    }
+    return { dir, summary, rows, ran };
+  } finally {
+    judgeCache?.close();
+    await checkpointer.close();
+    await deps.close();
+  }
+}
+
+/** The end-of-run table printed on stdout. */
+export function formatSummary(summary: EvalSummary): string {
+  const lines: string[] = [];
+  lines.push(`accuracy ${describeInterval(summary.accuracy)}`);
+  const cats = Object.entries(summary.byCategory);
+  if (cats.length > 1) {
+    const width = Math.max(8, ...cats.map(([c]) => c.length));
+    lines.push(`  ${"category".padEnd(width)}  ${"n".padStart(5)}  accuracy`);
+    for (const [c, i] of cats) lines.push(`  ${c.padEnd(width)}  ${String(i.n).padStart(5)}  ${pct(i.accuracy)} ± ${pct(i.halfWidth)}`);
+  }
+  const tools = Object.entries(summary.toolCalls.byTool).map(([n, t]) => `${n} ${t.total}`).join(", ");
+  lines.push(`tool calls per item ${summary.toolCalls.mean.toFixed(2)}${tools ? ` (${tools})` : ""}, failed ${summary.toolCalls.failed}`);
+  lines.push(`turns per item ${summary.turns.mean.toFixed(2)}; tokens ${summary.tokens.prompt} prompt + ${summary.tokens.completion} completion`);
+  lines.push(`latency p50 ${(summary.latencyMs.p50 / 1000).toFixed(1)} s, p95 ${(summary.latencyMs.p95 / 1000).toFixed(1)} s; errors ${summary.errors.count}`);
+  if (summary.judge) lines.push(`judge requests ${summary.judge.requests} (${summary.judge.cached} verdicts from the cache)`);
+  lines.push(`results in ${summary.run.dir}: ${RESULTS_FILE}, ${SUMMARY_FILE}, report.html`);
+  return lines.join("\n");
+}

@@ -1,0 +1,217 @@
+// A checkpointed thread read back as a trajectory: steps of thinking, tool calls with their results and images, observations, the answer.
+import type { BaseCheckpointSaver } from "@langchain/langgraph";
+import type { ImageRef } from "../images.js";
+import type { AgentStateValue, Part, PlanStep, ToolCallRecord, Turn } from "../state.js";
+import { toPixelBox, type Coords, type PixelBox } from "../../tools/image-ops.js";
+import { answerTagText } from "./score.js";
+
+export interface TrajImage extends ImageRef {
+  /** For crops and zooms: the region of the parent it shows, in the parent's pixels. */
+  box?: PixelBox;
+}
+
+export interface TrajCall {
+  id: string;
+  name: string;
+  /** The arguments exactly as the model wrote them. */
+  rawArguments: string;
+  /** The tool-call record (ok, error, produced images, urls); missing if the run stopped before the call was reflected. */
+  record?: ToolCallRecord;
+}
+
+export interface TrajStep {
+  /** The assistant turn's full text. */
+  text: string;
+  think: string;
+  kind: "calls" | "answer" | "malformed";
+  calls: TrajCall[];
+  /** The <answer> text (or the plain reply the agent took as the answer). */
+  answer?: string;
+  /** What the model was told was wrong with the reply (malformed steps). */
+  problem?: string;
+  /** Text of the observation that followed (tool messages, notes). */
+  observation: string;
+  /** Ids of the images the observation showed. */
+  shownImages: string[];
+}
+
+export interface Trajectory {
+  threadId: string;
+  question: string;
+  dialect: "tools" | "tags";
+  coords: Coords;
+  tools: string[];
+  plan: PlanStep[] | null;
+  images: TrajImage[];
+  /** Image parts of the question turn (what the model was shown first). */
+  questionParts: Part[];
+  steps: TrajStep[];
+  final: { answer: string; reason: "answered" | "budget" } | null;
+  /** The text inside the final reply's <answer> tag, or null when it has none. */
+  answerTag: string | null;
+  usage: AgentStateValue["usage"] | null;
+  toolCalls: ToolCallRecord[];
+  conversation: Turn[];
+}
+
+/** The latest checkpointed state of a thread, or null when the thread does not exist. */
+export async function readThreadState(saver: BaseCheckpointSaver, threadId: string): Promise<AgentStateValue | null> {
+  const tuple = await saver.getTuple({ configurable: { thread_id: threadId, checkpoint_ns: "" } });
+  const values = tuple?.checkpoint?.channel_values as Partial<AgentStateValue> | undefined;
+  if (!values || values.question === undefined) return null;
+  // Channels never written are absent from the checkpoint; give them their empty values.
+  return {
+    imageSources: [],
+    images: [],
+    conversation: [],
+    plan: null,
+    pending: [],
+    results: [],
+    toolCalls: [],
+    reply: null,
+    exhausted: null,
+    final: null,
+    ...values,
+  } as AgentStateValue;
+}
+
+const FORMAT_ERROR = /^(?:<observation>\s*)?Format error: ([\s\S]*?)(?:\s*<\/observation>)?$/;
+
+function partsText(parts: Part[]): string {
+  return parts
+    .filter((p): p is Extract<Part, { type: "text" }> => p.type === "text")
+    .map((p) => p.text)
+    .join("\n");
+}
+
+function tagCalls(text: string, turnIndex: number): TrajCall[] {
+  return [...text.matchAll(/<tool_call>([\s\S]*?)<\/tool_call>/gi)].map((m, i) => {
+    const body = m[1]!.trim();
+    let name = "";
+    let args = body;
+    try {
+      const parsed = JSON.parse(body) as { name?: unknown; arguments?: unknown };
+      name = typeof parsed.name === "string" ? parsed.name : "";
+      args = parsed.arguments === undefined ? "{}" : typeof parsed.arguments === "string" ? parsed.arguments : JSON.stringify(parsed.arguments);
+    } catch {
+      // kept raw; the step is malformed anyway
+    }
+    return { id: `call_${turnIndex}_${i}`, name, rawArguments: args };
+  });
+}
+
+function thinkOf(text: string): string {
+  return /<think>([\s\S]*?)(?:<\/think>|$)/i.exec(text)?.[1]?.trim() ?? "";
+}
+
+/** Builds the trajectory of a thread's state: steps joined with the tool-call records, boxes worked out for crops and zooms. */
+export function toTrajectory(threadId: string, state: AgentStateValue): Trajectory {
+  const conversation = state.conversation ?? [];
+  const system = conversation.find((t) => t.role === "system") as Extract<Turn, { role: "system" }> | undefined;
+  const dialect = system?.dialect ?? "tools";
+  const coords = (system?.coords ?? "rel1000") as Coords;
+  const images: TrajImage[] = (state.images ?? []).map((i) => ({ ...i }));
+  const byId = new Map(images.map((i) => [i.id, i]));
+  const records = [...(state.toolCalls ?? [])];
+  let recordAt = 0;
+  const steps: TrajStep[] = [];
+  let questionParts: Part[] = [];
+  let sawQuestion = false;
+  let assistantIndex = 0;
+  for (const [i, turn] of conversation.entries()) {
+    if (turn.role === "user" && !sawQuestion) {
+      sawQuestion = true;
+      questionParts = turn.parts;
+      continue;
+    }
+    if (turn.role === "assistant") {
+      const next = conversation[i + 1];
+      const nextText = next?.role === "user" ? partsText(next.parts).trim() : "";
+      const formatError = FORMAT_ERROR.exec(nextText);
+      const calls: TrajCall[] = turn.toolCalls?.length
+        ? turn.toolCalls.map((c) => ({ id: c.id, name: c.name, rawArguments: c.arguments }))
+        : dialect === "tags"
+          ? tagCalls(turn.text, assistantIndex)
+          : [];
+      let kind: TrajStep["kind"];
+      if (formatError) kind = "malformed";
+      else if (calls.length) kind = "calls";
+      else kind = "answer";
+      const step: TrajStep = { text: turn.text, think: thinkOf(turn.text), kind, calls: kind === "calls" ? calls : [], observation: "", shownImages: [] };
+      if (kind === "malformed") step.problem = formatError![1]!.trim();
+      if (kind === "answer") step.answer = answerTagText(turn.text) ?? turn.text.replace(/<think>[\s\S]*?(<\/think>|$)/gi, "").trim();
+      for (const call of step.calls) {
+        const record = records[recordAt];
+        if (record) {
+          call.record = record;
+          recordAt++;
+        }
+      }
+      steps.push(step);
+      assistantIndex++;
+      continue;
+    }
+    const step = steps.at(-1);
+    if (!step) continue;
+    if (turn.role === "tool") {
+      step.observation += `${step.observation ? "\n\n" : ""}${turn.text}`;
+    } else if (turn.role === "user") {
+      const text = partsText(turn.parts);
+      if (step.kind !== "malformed") step.observation += `${step.observation ? "\n\n" : ""}${text}`;
+      for (const p of turn.parts) if (p.type === "image") step.shownImages.push(p.id);
+    }
+  }
+  // Boxes of crops and zooms, in the parent's pixels, from the call's arguments.
+  for (const record of records) {
+    if ((record.name !== "crop" && record.name !== "zoom") || !record.ok || !record.arguments) continue;
+    const parent = byId.get(String(record.arguments.image ?? ""));
+    const child = record.images[0] ? byId.get(record.images[0]) : undefined;
+    if (!parent || !child) continue;
+    try {
+      child.box = toPixelBox(record.arguments.bbox as number[], (record.arguments.coords as Coords | undefined) ?? coords, parent.width, parent.height, parent.id);
+    } catch {
+      // the call succeeded, so this does not happen; leave the box out if it does
+    }
+  }
+  const lastAssistant = [...conversation].reverse().find((t) => t.role === "assistant") as Extract<Turn, { role: "assistant" }> | undefined;
+  return {
+    threadId,
+    question: state.question,
+    dialect,
+    coords,
+    tools: system?.tools ?? [],
+    plan: state.plan ?? null,
+    images,
+    questionParts,
+    steps,
+    final: state.final ? { answer: state.final.answer, reason: state.final.reason } : null,
+    answerTag: state.final && lastAssistant ? answerTagText(lastAssistant.text) : null,
+    usage: state.usage ?? null,
+    toolCalls: records,
+    conversation,
+  };
+}
+
+/** The region an image shows in its root (input) image's pixels, following crops and zooms; null after other operations. */
+export function regionInRoot(image: TrajImage, byId: Map<string, TrajImage>): { root: string; x: number; y: number; w: number; h: number } | null {
+  if (!image.parent) return { root: image.id, x: 0, y: 0, w: image.width, h: image.height };
+  const parent = byId.get(image.parent);
+  if (!parent) return null;
+  const up = regionInRoot(parent, byId);
+  if (!up) return null;
+  // Enhancing, resizing or drawing on an image keeps what region it shows.
+  if (!image.box) return /^(adjust|resize|annotate)\b/.test(image.op ?? "") ? up : null;
+  const sx = up.w / parent.width;
+  const sy = up.h / parent.height;
+  return { root: up.root, x: up.x + image.box.left * sx, y: up.y + image.box.top * sy, w: image.box.width * sx, h: image.box.height * sy };
+}
+
+export function iou(a: { x: number; y: number; w: number; h: number }, b: { x: number; y: number; w: number; h: number }): number {
+  const x1 = Math.max(a.x, b.x);
+  const y1 = Math.max(a.y, b.y);
+  const x2 = Math.min(a.x + a.w, b.x + b.w);
+  const y2 = Math.min(a.y + a.h, b.y + b.h);
+  const inter = Math.max(0, x2 - x1) * Math.max(0, y2 - y1);
+  const union = a.w * a.h + b.w * b.h - inter;
+  return union > 0 ? inter / union : 0;
+}

@@ -1,0 +1,189 @@
+// `loupe eval` as a user runs it: a child process against a scripted model server and a scripted judge, the real SQLite checkpointer.
+import { spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { startScriptedModelServer, type ScriptedModelServer } from "./fixtures/scripted-model-server.js";
+import { tempDir } from "./helpers.js";
+import {
+  CORRECT,
+  CROPPING,
+  EVAL_ITEMS,
+  evalJudge,
+  evalModel,
+  isOpen,
+  itemOf,
+  maxOverlap,
+  UNTAGGED,
+  writeEvalDataset,
+} from "./scenarios/eval.js";
+import { resolveConfig } from "../src/config.js";
+import { runEval } from "../src/eval/run.js";
+import type { EvalSummary, ResultRow } from "../src/eval/summary.js";
+
+const ROOT = resolve(import.meta.dirname, "..");
+const BIN = join(ROOT, "bin", "loupe.mjs");
+
+interface Run {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+function runCli(args: string[], env: Record<string, string>, onSpawn?: (kill: () => void) => void): Promise<Run> {
+  return new Promise((done, fail) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, LOUPE_RETRY_BASE_MS: "10", ...env },
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    child.on("error", fail);
+    child.on("close", (code, signal) => done({ code, signal, stdout, stderr }));
+    onSpawn?.(() => child.kill("SIGKILL"));
+  });
+}
+
+function rowsOf(runDir: string): ResultRow[] {
+  return readFileSync(join(runDir, "results.jsonl"), "utf8").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l));
+}
+
+/** 14 of 20 right: the model's script makes 3 open answers wrong, leaves 1 untagged, and picks 2 wrong options. */
+const EXPECTED = CORRECT / EVAL_ITEMS;
+const HALF = 1.96 * Math.sqrt((EXPECTED * (1 - EXPECTED)) / EVAL_ITEMS);
+
+let tmp: Awaited<ReturnType<typeof tempDir>>;
+let servers: ScriptedModelServer[] = [];
+beforeEach(async () => {
+  tmp = await tempDir("loupe-eval-");
+});
+afterEach(async () => {
+  await Promise.all(servers.map((s) => s.close()));
+  servers = [];
+  await tmp.cleanup();
+});
+
+async function server(script: Parameters<typeof startScriptedModelServer>[0]) {
+  const s = await startScriptedModelServer({ onExhausted: "repeat-last", ...script });
+  servers.push(s);
+  return s;
+}
+
+describe("loupe eval", () => {
+  it("scores 20 items with a scripted judge: exact accuracy and Wald CI, 4 items in flight, a failing item does not stop the others", async () => {
+    const dataset = await writeEvalDataset(tmp.dir);
+    const LATENCY = 150;
+    // Item 9 (an open item the model would get wrong anyway) fails with a non-retryable 400.
+    const model = await server({ script: [evalModel({ fail: [9] })], latencyMs: LATENCY });
+    const judge = await server({ script: [evalJudge()], model: "judge-mini" });
+    const out = join(tmp.dir, "run");
+    const run = await runCli(
+      ["eval", dataset, "--json", "--concurrency", "4", "--judge-url", judge.url, "--judge-model", "judge-mini", "--model-url", model.url, "--data-dir", join(tmp.dir, "data"), "--out", out],
+      {},
+    );
+    expect(run.stderr).not.toMatch(/^\s+at /m);
+    expect(run.code).toBe(0);
+    const summary = JSON.parse(run.stdout) as EvalSummary;
+    expect(summary.items).toBe(20);
+    expect(summary.accuracy.correct).toBe(CORRECT);
+    expect(summary.accuracy.accuracy).toBeCloseTo(0.7, 12);
+    expect(summary.accuracy.halfWidth).toBeCloseTo(HALF, 12);
+    expect(summary.accuracy.ci95[0]).toBeCloseTo(0.7 - HALF, 12);
+    expect(summary.accuracy.ci95[1]).toBeCloseTo(0.7 + HALF, 12);
+    const cat = (c: string) => [summary.byCategory[c]!.correct, summary.byCategory[c]!.n];
+    expect(cat("open-a")).toEqual([4, 6]); // 2 and 5 wrong
+    expect(cat("open-b")).toEqual([4, 6]); // 9 failed, 12 untagged
+    expect(cat("mc")).toEqual([6, 8]); // 14 and 17 wrong
+    expect(summary.byCategory.mc!.halfWidth).toBeCloseTo(1.96 * Math.sqrt((0.75 * 0.25) / 8), 12);
+    expect(summary.errors.count).toBe(1);
+    expect(summary.errors.items[0]).toMatchObject({ id: "q09", stage: "agent" });
+    expect(summary.errors.items[0]!.message).toMatch(/HTTP 400/);
+    expect(summary.toolCalls.histogram).toEqual({ "0": 15, "1": 5 });
+    expect(summary.toolCalls.byTool.crop).toMatchObject({ total: 5, items: 5 });
+    expect(summary.answered.withoutAnswerTag).toBe(1);
+    expect(summary.latencyMs.p50).toBeGreaterThanOrEqual(LATENCY);
+    expect(summary.latencyMs.p95).toBeGreaterThanOrEqual(summary.latencyMs.p50);
+
+    // Only tagged open answers went to the judge, and only the <answer> text.
+    const judged = judge.chatRequests();
+    const judgedItems = judged.map(itemOf).sort((a, b) => a - b);
+    expect(judgedItems).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 10, 11]);
+    for (const r of judged) expect(JSON.stringify(r.body.messages)).not.toContain("<think>");
+    expect(summary.judge).toEqual({ requests: 10, cached: 0 });
+
+    // Multiple choice was scored by option extraction, open answers by the judge.
+    const rows = rowsOf(out);
+    expect(rows.map((r) => r.id)).toEqual(Array.from({ length: 20 }, (_, i) => `q${String(i + 1).padStart(2, "0")}`));
+    expect(rows.filter((r) => !isOpen(r.index + 1)).every((r) => r.method === "choice")).toBe(true);
+    expect(rows.find((r) => r.id === "q13")!.extracted).toEqual(["B"]);
+    expect(rows.find((r) => r.index + 1 === UNTAGGED)).toMatchObject({ method: "none", correct: false, answerTag: null });
+    expect(rows.find((r) => r.id === "q02")).toMatchObject({ method: "judge", correct: false, judge: { correct: false, model: "judge-mini" } });
+    expect(CROPPING.every((k) => rows[k - 1]!.toolsByName.crop === 1 || k === 9)).toBe(true);
+
+    // --concurrency 4: four requests in flight, never more.
+    expect(maxOverlap(model.chatRequests(), LATENCY)).toBe(4);
+    expect(existsSync(join(out, "report.html"))).toBe(true);
+    expect(JSON.parse(readFileSync(join(out, "summary.json"), "utf8")).accuracy.correct).toBe(CORRECT);
+    // The progress bar reports on stderr.
+    expect(run.stderr).toMatch(/20\/20 \| acc 70\.0%/);
+  });
+
+  it("killed halfway (SIGKILL), --resume finishes without rerunning finished items; a rerun is judged from the verdict cache", async () => {
+    const dataset = await writeEvalDataset(tmp.dir);
+    let killed = false;
+    const model = await server({ script: [evalModel({ hang: (k) => k >= 11 && !killed })] });
+    const judge = await server({ script: [evalJudge()], model: "judge-mini" });
+    const out = join(tmp.dir, "run");
+    const data = join(tmp.dir, "data");
+    const args = ["eval", dataset, "--json", "--concurrency", "2", "--judge-url", judge.url, "--model-url", model.url, "--data-dir", data, "--out", out];
+    const env = { LOUPE_TIMEOUT_MS: "30000" };
+    const first = await runCli(args, env, (kill) => {
+      const timer = setInterval(() => {
+        const done = existsSync(join(out, "results.jsonl")) ? rowsOf(out).length : 0;
+        const hanging = model.chatRequests().filter((r) => itemOf(r) >= 11).length;
+        if (done >= 10 && hanging >= 2) {
+          clearInterval(timer);
+          killed = true;
+          kill();
+        }
+      }, 25);
+    });
+    expect(first.signal).toBe("SIGKILL");
+    const finished = rowsOf(out).map((r) => r.id);
+    expect(finished).toHaveLength(10);
+    const modelBefore = model.chatRequests().length;
+    const judgeBefore = judge.chatRequests().length;
+
+    const second = await runCli([...args, "--resume"], env);
+    expect(second.stderr).not.toMatch(/^\s+at /m);
+    expect(second.code).toBe(0);
+    expect(second.stderr).toMatch(/resuming .*10 of 20 items done, 10 to go/);
+    const summary = JSON.parse(second.stdout) as EvalSummary;
+    expect(summary.items).toBe(20);
+    expect(summary.accuracy.correct).toBe(CORRECT);
+    expect(summary.errors.count).toBe(0);
+
+    // Nothing finished before the kill was asked again, of the model or of the judge.
+    const after = model.chatRequests().slice(modelBefore).map(itemOf);
+    const judgedAfter = judge.chatRequests().slice(judgeBefore).map(itemOf);
+    expect(after.filter((k) => k <= 10)).toEqual([]);
+    expect(judgedAfter.filter((k) => k <= 10)).toEqual([]);
+    // Items 11–20 ran to the end: one request each, two for the ones that crop (16, 20; 12 crops too).
+    expect(new Set(after)).toEqual(new Set([11, 12, 13, 14, 15, 16, 17, 18, 19, 20]));
+    expect(after.filter((k) => k === 16)).toHaveLength(2);
+    expect(after.filter((k) => k === 13)).toHaveLength(1);
+    expect(rowsOf(out)).toHaveLength(20);
+
+    // A second run of the same dataset asks the judge nothing new: every verdict is cached.
+    const judgeTotal = judge.chatRequests().length;
+    const settings = resolveConfig({ modelUrl: model.url, dataDir: data, retries: 1, retryBaseMs: 10 }, {});
+    const again = await runEval({ dataset, concurrency: 4, judge: { url: judge.url }, out: join(tmp.dir, "run2"), resume: false, settings, secrets: {}, progress: false, report: false, log: () => {} });
+    expect(judge.chatRequests().length).toBe(judgeTotal);
+    expect(again.summary.accuracy.correct).toBe(CORRECT);
+    expect(again.summary.judge).toEqual({ requests: 0, cached: 11 });
+  });
+});
