@@ -13,11 +13,10 @@ import { ConfigError, resolveConfig } from "../src/config.js";
 import { LoupeDatabase, setUpSchema } from "../src/postgres.js";
 import { startFakeTavilyServer, FAKE_TAVILY_API_KEY, type FakeTavilyServer } from "./fixtures/fake-tavily-server.js";
 import { startScriptedModelServer, type ScriptedModelServer } from "./fixtures/scripted-model-server.js";
-import { imagesInRequest, tempDir, writeImage } from "./helpers.js";
+import { baseEnv, imagesInRequest, runCli, tempDir, writeImage } from "./helpers.js";
 import { harbourImage, TRAJECTORY_ANSWER, TRAJECTORY_PAGES, TRAJECTORY_SEARCH, TRAJECTORY_TOOL_CALLS, trajectoryScript } from "./scenarios/trajectory.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
-const BIN = join(ROOT, "bin", "loupe.mjs");
 const CLUSTER_SCRIPT = join(ROOT, "scripts", "pg-test-cluster.sh");
 /** Put in the test database's URL (trust authentication ignores it) to check it never leaks. */
 const DB_PASSWORD = "pg-test-password-never-shown";
@@ -98,28 +97,8 @@ const database = await testDatabase();
 if (!database.url) console.warn(`postgres.int.test.ts: Postgres tests skipped: ${database.reason}`);
 afterAll(() => database.stop());
 
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-function runCli(args: string[], env: NodeJS.ProcessEnv, onSpawn?: (kill: () => void) => void): Promise<Run> {
-  return new Promise((done, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env, cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    child.on("error", reject);
-    child.on("close", (code, signal) => done({ code, signal, stdout, stderr }));
-    onSpawn?.(() => child.kill("SIGKILL"));
-  });
-}
-
 function env(extra: Record<string, string>): NodeJS.ProcessEnv {
-  return { PATH: process.env.PATH, HOME: process.env.HOME, LOUPE_WEB_VISIT: "tavily", ...extra };
+  return baseEnv(extra);
 }
 
 async function filesUnder(dir: string): Promise<string[]> {
