@@ -2,7 +2,10 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
+import { createAgent } from "../../graphs/build.js";
 import { openCheckpointer } from "../checkpointer.js";
+import type { ImageStore } from "../images.js";
+import type { ThreadReader } from "./trajectory.js";
 import { ENV_VARS, LoupeConfigSchema, resolveConfig, resolveSecrets, type LoupeConfig } from "../config.js";
 import { createDeps } from "../deps.js";
 import { OpenAICompatibleModel } from "../model.js";
@@ -47,14 +50,15 @@ function readerSettings(dataDir: string): LoupeConfig {
   return resolveConfig({ dataDir, searchCache: "live" });
 }
 
-async function withStores<T>(settings: LoupeConfig, fn: (s: { saver: Awaited<ReturnType<typeof openCheckpointer>>["saver"]; images: ReturnType<typeof createDeps>["images"] }) => Promise<T>): Promise<T> {
+/** The run's threads (read through the compiled agent over the checkpointer) and image store. */
+async function withStores<T>(settings: LoupeConfig, fn: (s: { reader: ThreadReader; images: ImageStore }) => Promise<T>): Promise<T> {
   const deps = createDeps(settings, {});
   const checkpointer = await openCheckpointer(settings, deps.database).catch(async (err) => {
     await deps.close();
     throw err;
   });
   try {
-    return await fn({ saver: checkpointer.saver, images: deps.images });
+    return await fn({ reader: createAgent({ deps, checkpointer: checkpointer.saver }), images: deps.images });
   } finally {
     await checkpointer.close();
     await deps.close();
@@ -220,7 +224,7 @@ Examples:
           format: opts.format as ExportFormat,
           filter,
           out: opts.out as string,
-          saver: s.saver,
+          reader: s.reader,
           images: s.images,
           checkModel,
         });

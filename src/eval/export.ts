@@ -1,7 +1,6 @@
 // `loupe export`: checkpointed trajectories as SFT data (R1V4 tags, ms-swift messages, LLaMA-Factory ShareGPT, planner data), with R1V4's stepwise consistency filters.
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { basename, dirname, extname, join, resolve } from "node:path";
-import type { BaseCheckpointSaver } from "@langchain/langgraph";
 import { BLANK_STDEV } from "../../nodes/reflect.js";
 import type { ImageStore } from "../images.js";
 import type { ModelClient } from "../model.js";
@@ -10,7 +9,7 @@ import type { Part, PlanStep, Turn } from "../state.js";
 import { imageStats } from "../../tools/image-ops.js";
 import { toolSpecs } from "../../tools/index.js";
 import { readManifest, readResults, writeAtomic, type ResultRow } from "./summary.js";
-import { iou, readThreadState, regionInRoot, toTrajectory, type TrajImage, type Trajectory } from "./trajectory.js";
+import { iou, readThreadState, regionInRoot, toTrajectory, type ThreadReader, type TrajImage, type Trajectory } from "./trajectory.js";
 
 export const EXPORT_FORMATS = ["r1v4", "sharegpt", "messages", "plan"] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
@@ -30,7 +29,8 @@ export interface ExportOptions {
   format: ExportFormat;
   filter: "consistent" | "none";
   out: string;
-  saver: BaseCheckpointSaver;
+  /** Reads the threads (the compiled agent over the checkpointer). */
+  reader: ThreadReader;
   images: ImageStore;
   /** A vision model asked whether each produced sub-image agrees with the thinking that follows it (optional filter). */
   checkModel?: ModelClient;
@@ -365,7 +365,7 @@ export async function exportTrajectories(options: ExportOptions): Promise<Export
   const lines: string[] = [];
   let missing = 0;
   for (const source of sources) {
-    const state = await readThreadState(options.saver, source.threadId);
+    const state = await readThreadState(options.reader, source.threadId);
     if (!state) {
       missing++;
       rejections.push({ id: source.id, threadId: source.threadId, filter: "missing", detail: "no such thread in the checkpointer" });

@@ -1,6 +1,5 @@
 // report.html: one self-contained page (inline CSS, SVG plots, images as data URLs) with the summary and every item's trajectory.
 import { join } from "node:path";
-import type { BaseCheckpointSaver } from "@langchain/langgraph";
 import sharp from "sharp";
 import type { ImageStore } from "../images.js";
 import type { Interval } from "./score.js";
@@ -15,10 +14,10 @@ import {
   type EvalSummary,
   type ResultRow,
 } from "./summary.js";
-import { readThreadState, toTrajectory, type TrajImage, type Trajectory } from "./trajectory.js";
+import { readThreadState, toTrajectory, type ThreadReader, type TrajImage, type Trajectory } from "./trajectory.js";
 
 export interface ReportSources {
-  saver: BaseCheckpointSaver;
+  reader: ThreadReader;
   images: ImageStore;
 }
 
@@ -311,7 +310,7 @@ export async function buildReportHtml(runDir: string, sources: ReportSources): P
   const thumbs = new Thumbnails(sources.images);
   const articles: string[] = [];
   for (const [k, row] of rows.entries()) {
-    const state = await readThreadState(sources.saver, row.threadId).catch(() => null);
+    const state = await readThreadState(sources.reader, row.threadId).catch(() => null);
     const traj = state ? toTrajectory(row.threadId, state) : null;
     if (traj) for (const image of traj.images) await thumbs.add(image);
     articles.push(itemHtml(row, traj, k));

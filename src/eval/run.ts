@@ -312,7 +312,7 @@ export async function runEval(options: EvalOptions): Promise<EvalOutcome> {
           result = await ask(agent, { settings, threadId, question: item.question, images, signal: options.signal });
         }
         stage = "judge";
-        const state = (await readThreadState(checkpointer.saver, threadId))!;
+        const state = (await readThreadState(agent, threadId))!;
         traj = toTrajectory(threadId, state);
         const scored = await scoreItem(item, traj, state, judge, options.signal);
         return {
@@ -335,7 +335,7 @@ export async function runEval(options: EvalOptions): Promise<EvalOutcome> {
         if (options.signal?.aborted) return null;
         const message = ((err as Error)?.message ?? String(err)).split("\n")[0]!;
         // What the thread holds so far still counts (tool calls, tokens), so the error row is informative.
-        const state = await readThreadState(checkpointer.saver, threadId).catch(() => null);
+        const state = await readThreadState(agent, threadId).catch(() => null);
         const partial = traj ?? (state ? toTrajectory(threadId, state) : null);
         return {
           ...base,
@@ -386,7 +386,7 @@ export async function runEval(options: EvalOptions): Promise<EvalOutcome> {
     );
     writeAtomic(join(dir, SUMMARY_FILE), `${JSON.stringify(summary, null, 2)}\n`);
     if (options.report !== false) {
-      await writeReport(dir, { saver: checkpointer.saver, images: deps.images }).catch((err: Error) => log(`loupe eval: report.html not written: ${err.message}`));
+      await writeReport(dir, { reader: agent, images: deps.images }).catch((err: Error) => log(`loupe eval: report.html not written: ${err.message}`));
     }
     return { dir, summary, rows, ran };
   } finally {

@@ -1,5 +1,4 @@
 // A checkpointed thread read back as a trajectory: steps of thinking, tool calls with their results and images, observations, the answer.
-import type { BaseCheckpointSaver } from "@langchain/langgraph";
 import type { ImageRef } from "../images.js";
 import type { AgentStateValue, Part, PlanStep, ToolCallRecord, Turn } from "../state.js";
 import { toPixelBox, type Coords, type PixelBox } from "../../tools/image-ops.js";
@@ -54,12 +53,17 @@ export interface Trajectory {
   conversation: Turn[];
 }
 
+/** What reads a thread's state: the compiled agent (its getState rebuilds every channel, however the checkpointer stores it). */
+export interface ThreadReader {
+  getState(config: { configurable: { thread_id: string } }): Promise<{ values: unknown }>;
+}
+
 /** The latest checkpointed state of a thread, or null when the thread does not exist. */
-export async function readThreadState(saver: BaseCheckpointSaver, threadId: string): Promise<AgentStateValue | null> {
-  const tuple = await saver.getTuple({ configurable: { thread_id: threadId, checkpoint_ns: "" } });
-  const values = tuple?.checkpoint?.channel_values as Partial<AgentStateValue> | undefined;
+export async function readThreadState(reader: ThreadReader, threadId: string): Promise<AgentStateValue | null> {
+  const snapshot = await reader.getState({ configurable: { thread_id: threadId } });
+  const values = snapshot.values as Partial<AgentStateValue> | undefined;
   if (!values || values.question === undefined) return null;
-  // Channels never written are absent from the checkpoint; give them their empty values.
+  // Channels never written have no value; give them their empty values.
   return {
     imageSources: [],
     images: [],
