@@ -1,8 +1,9 @@
 // Builds the agent graph, wiring only: planner → image_tool / search (fanned out with Send) → reflect → planner | answer.
-import { END, START, StateGraph, type BaseCheckpointSaver } from "@langchain/langgraph";
+import { END, START, StateGraph, type BaseCheckpointSaver, type BaseStore } from "@langchain/langgraph";
 import { LoupeConfigSchema, type LoupeConfig } from "../src/config.js";
 import type { AgentDeps } from "../src/deps.js";
-import { AgentInput, AgentOutput, AgentState } from "../src/state.js";
+import { AgentGraphState } from "../src/graph-state.js";
+import { AgentInput, AgentOutput } from "../src/state.js";
 import { createAnswerNode } from "../nodes/answer.js";
 import { createApproveCallsNode, createApprovePlanNode } from "../nodes/approval.js";
 import { createImageToolNode } from "../nodes/image-tool.js";
@@ -13,7 +14,7 @@ import { createSearchNode } from "../nodes/search.js";
 
 /** The uncompiled graph, for parents that compile it with their own checkpointer and store. */
 export function buildAgentGraph(deps: AgentDeps) {
-  return new StateGraph(AgentState, { input: AgentInput, output: AgentOutput, context: LoupeConfigSchema })
+  return new StateGraph(AgentGraphState, { input: AgentInput, output: AgentOutput, context: LoupeConfigSchema })
     .addNode("planner", createPlannerNode(deps))
     .addNode("image_tool", createImageToolNode(deps) as never)
     .addNode("search", createSearchNode(deps) as never)
@@ -34,11 +35,13 @@ export function buildAgentGraph(deps: AgentDeps) {
 export interface CreateAgentOptions {
   deps: AgentDeps;
   checkpointer?: BaseCheckpointSaver | boolean;
+  /** LangGraph's long-term store, for parents and nodes that use one (Loupe's own nodes do not). */
+  store?: BaseStore;
 }
 
-/** A compiled agent with the given dependencies and checkpointer. */
-export function createAgent({ deps, checkpointer }: CreateAgentOptions) {
-  return buildAgentGraph(deps).compile({ checkpointer, name: "loupe" });
+/** A compiled agent with the given dependencies, checkpointer and store. */
+export function createAgent({ deps, checkpointer, store }: CreateAgentOptions) {
+  return buildAgentGraph(deps).compile({ checkpointer, store, name: "loupe" });
 }
 
 export type LoupeAgent = ReturnType<typeof createAgent>;

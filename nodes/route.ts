@@ -1,6 +1,7 @@
 // Routing after the planner: a person's review (when asked for), answer, fan the calls out to the tool nodes with Send, or go to reflect.
 import { Send } from "@langchain/langgraph";
-import type { AgentStateValue } from "../src/state.js";
+import type { ImageRef } from "../src/images.js";
+import type { AgentStateValue, PendingCall } from "../src/state.js";
 import type { ToolTask } from "./image-tool.js";
 
 export function routeAfterPlanner(state: AgentStateValue): "approve_plan" | "approve_calls" | "answer" | "reflect" | Send[] {
@@ -10,6 +11,16 @@ export function routeAfterPlanner(state: AgentStateValue): "approve_plan" | "app
   if (state.reply?.kind !== "calls" || runnable.length === 0) return "reflect";
   if (runnable.some((c) => c.approval === "required")) return "approve_calls";
   return runnable.map(
-    (call) => new Send(call.kind === "image" ? "image_tool" : "search", { call, images: state.images } satisfies ToolTask),
+    (call) => new Send(call.kind === "image" ? "image_tool" : "search", { call, images: imagesNamedBy(call, state.images ?? []) } satisfies ToolTask),
   );
+}
+
+/**
+ * The images a call names (`image`, or image_search's `image_paths`): a task carries only those,
+ * so what each Send checkpoints stays the same size however many images the run has made.
+ */
+export function imagesNamedBy(call: PendingCall, images: ImageRef[]): ImageRef[] {
+  const args = call.args ?? {};
+  const ids = new Set<unknown>([args.image, ...(Array.isArray(args.image_paths) ? args.image_paths : [])]);
+  return images.filter((i) => ids.has(i.id));
 }
