@@ -59,7 +59,7 @@ export function parseVerdict(text: string): { correct: boolean; reasoning: strin
   const marks = [...text.matchAll(/(?:^|\n)[\s*#_>-]*correct[\s*_]*[:：][\s*_'"`]*(yes|no)\b/gi)];
   if (!marks.length) return null;
   const correct = marks.at(-1)![1]!.toLowerCase() === "yes";
-  const reasoning = /reasoning[\s*_]*[:：]\s*([\s\S]*?)(?=\n[\s*#_>-]*correct[\s*_]*[:：]|$)/i.exec(text)?.[1]?.trim() ?? "";
+  const reasoning = /reasoning[\s*_]*[:：][\s*_]*([\s\S]*?)(?=\n[\s*#_>-]*correct[\s*_]*[:：]|$)/i.exec(text)?.[1]?.trim() ?? "";
   return { correct, reasoning };
 }
 

@@ -131,6 +131,7 @@ class Row {
   }
 
   path(field: string, p: string): ImageInput {
+    if (p.length > 1024) this.fail(field, `expected an image path or URL, got ${p.length} characters of text ("${p.slice(0, 40)}…")`);
     const found = this.ctx.findFile(p);
     if (!found) {
       const tried = this.ctx.candidates(p);
@@ -140,6 +141,18 @@ class Row {
       );
     }
     return { kind: "path", path: found };
+  }
+
+  /** Base64 images as VLMEvalKit and CSVQA TSVs hold them: one string, or a Python list of strings "['…', '…']". */
+  base64Images(field: string, raw: string): ImageInput[] {
+    const text = raw.trim();
+    const texts = text.startsWith("[") ? [...text.matchAll(/'([^']*)'|"([^"]*)"/g)].map((m) => m[1] ?? m[2] ?? "") : [text];
+    if (!texts.length) this.fail(field, "the image list is empty");
+    return texts.map((b64) => {
+      const bytes = Buffer.from(b64, "base64");
+      if (bytes.length < 16 || !/^[A-Za-z0-9+/=\s]+$/.test(b64.slice(0, 200))) this.fail(field, "is not a base64-encoded image");
+      return this.ctx.bytes(bytes);
+    });
   }
 }
 
@@ -462,7 +475,7 @@ function mapCsvqaTsv(r: Row, lang: "en" | "zh"): EvalItem {
   return makeItem(r, {
     id: r.id(["id"]),
     question,
-    images: r.images(["image"], true),
+    images: r.base64Images("image", r.text(["image"], "the images (a list of base64 strings)")),
     answers: r.answers(["answer"]),
     choices,
     category,
@@ -481,12 +494,7 @@ function mapVlmeval(r: Row, imageByIndex: Map<string, ImageInput[]>): EvalItem {
     if (!ref) r.fail("image", `refers to the image of row index ${raw.trim()}, which is not in the file`);
     images = ref;
   } else if (typeof raw === "string" && raw.trim()) {
-    const texts = raw.trim().startsWith("[") ? [...raw.matchAll(/'([^']*)'|"([^"]*)"/g)].map((m) => m[1] ?? m[2] ?? "") : [raw.trim()];
-    images = texts.map((b64) => {
-      const bytes = Buffer.from(b64, "base64");
-      if (bytes.length < 16 || !/^[A-Za-z0-9+/=\s]+$/.test(b64.slice(0, 200))) r.fail("image", "is not a base64-encoded image");
-      return r.ctx.bytes(bytes);
-    });
+    images = r.base64Images("image", raw);
   } else {
     images = r.images(["image_path"], true);
   }
@@ -504,33 +512,38 @@ function mapVlmeval(r: Row, imageByIndex: Map<string, ImageInput[]>): EvalItem {
   });
 }
 
-/** EMMA: pid, question with <image_k> placeholders, options, answer, image_1..image_5, subject, type. */
+/** EMMA: pid, question (and options) with <image_k> placeholders, options, answer, image_1..image_5, subject, type. */
 function mapEmma(r: Row): EvalItem {
   const pid = r.id(["pid"]);
   const question = r.text(["question"], "the question");
+  const type = (r.optionalText(["type"]) ?? "").toLowerCase();
+  const { choices, field } = choicesOf(r);
+  const mentioned = `${question}\n${choices.map((c) => c.text).join("\n")}`;
   const images: ImageInput[] = [];
+  const index = new Map<number, number>();
   for (let k = 1; k <= 5; k++) {
-    const field = `image_${k}`;
-    const v = r.value[field];
+    const f = `image_${k}`;
+    const v = r.value[f];
     if (v !== undefined && v !== null && !(typeof v === "string" && !v.trim())) {
-      images.push(r.image(field, v));
-    } else if (question.includes(`<image_${k}>`)) {
+      index.set(k, images.length);
+      images.push(r.image(f, v));
+    } else if (mentioned.includes(`<image_${k}>`)) {
       const rel = ["png", "jpg", "jpeg", "webp"].map((ext) => `images/${pid}/image_${k}.${ext}`);
       const found = rel.map((p) => r.ctx.findFile(p)).find(Boolean);
-      if (!found) r.fail(field, `the question shows <image_${k}> but there is no image (no ${field} value, and no file ${rel[0]} beside the dataset)`);
+      if (!found) r.fail(f, `the item shows <image_${k}> but there is no image (no ${f} value, and no file ${rel[0]} beside the dataset)`);
+      index.set(k, images.length);
       images.push({ kind: "path", path: found });
     }
   }
-  const type = (r.optionalText(["type"]) ?? "").toLowerCase();
-  const { choices, field } = choicesOf(r);
   if (type.includes("multiple") && choices.length === 0) r.fail(field ?? "options", "a multiple-choice item has no options");
-  const text = question.replace(/<image_(\d)>/g, (_m, k: string) => `[image img_${Number(k) - 1}]`);
+  // The agent names input images img_0, img_1, … in order.
+  const named = (text: string) => text.replace(/<image_(\d)>/g, (m, k: string) => (index.has(Number(k)) ? `[image img_${index.get(Number(k))}]` : m));
   return makeItem(r, {
     id: pid,
-    question: text,
+    question: named(question),
     images,
     answers: r.answers(["answer"]),
-    choices: type.includes("multiple") ? choices : [],
+    choices: type.includes("multiple") ? choices.map((c) => ({ ...c, text: named(c.text) })) : [],
     category: r.optionalText(["subject", "category"]),
     open: !type.includes("multiple"),
     answerField: "answer",
