@@ -19,6 +19,7 @@ import {
 } from "./scenarios/eval.js";
 import { resolveConfig } from "../src/config.js";
 import { runEval } from "../src/eval/run.js";
+import type { Comparison } from "../src/eval/compare.js";
 import type { EvalSummary, ResultRow } from "../src/eval/summary.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
@@ -185,5 +186,31 @@ describe("loupe eval", () => {
     expect(judge.chatRequests().length).toBe(judgeTotal);
     expect(again.summary.accuracy.correct).toBe(CORRECT);
     expect(again.summary.judge).toEqual({ requests: 0, cached: 11 });
+  });
+
+  it("loupe compare shows per-item differences between two runs (two models)", async () => {
+    const dataset = await writeEvalDataset(tmp.dir);
+    const data = join(tmp.dir, "data");
+    const runWith = async (name: string, flip: number[]) => {
+      const model = await server({ script: [evalModel({ flip })], model: name });
+      const settings = resolveConfig({ modelUrl: model.url, dataDir: data, retries: 1, retryBaseMs: 10 }, {});
+      return runEval({ dataset, concurrency: 4, out: join(tmp.dir, name), resume: false, settings, secrets: {}, progress: false, report: false, log: () => {} });
+    };
+    const a = await runWith("model-a", []);
+    // B gets items 2 and 14 right and items 3 and 13 wrong, and one more right: 5.
+    const b = await runWith("model-b", [2, 14, 3, 13, 5]);
+    expect(a.summary.accuracy.correct).toBe(CORRECT);
+    expect(b.summary.accuracy.correct).toBe(CORRECT + 1);
+    const run = await runCli(["compare", a.dir, b.dir, "--json"], {});
+    expect(run.code).toBe(0);
+    const c = JSON.parse(run.stdout) as Comparison;
+    expect(c).toMatchObject({ common: 20, aOnly: 2, bOnly: 3, bothCorrect: CORRECT - 2, onlyInA: [], onlyInB: [] });
+    expect(c.a.model).toBe("model-a");
+    expect(c.diffs.filter((d) => d.change === "fixed").map((d) => d.id)).toEqual(["q02", "q05", "q14"]);
+    expect(c.diffs.filter((d) => d.change === "broken").map((d) => d.id)).toEqual(["q03", "q13"]);
+    expect(c.diffs.find((d) => d.id === "q02")).toMatchObject({ a: { correct: false, answer: "WRONG-2" }, b: { correct: true, answer: "CODE-2" } });
+    const text = await runCli(["compare", a.dir, b.dir], {});
+    expect(text.stdout).toMatch(/only A right 2, only B right 3 \(McNemar exact p = 1\.000\)/);
+    expect(text.stdout).toMatch(/^fixed\s+q02\s+✗ WRONG-2 \[0 tools\]\s+✓ CODE-2 \[0 tools\]$/m);
   });
 });

@@ -71,6 +71,8 @@ export interface ModelScriptOptions {
   hang?: (k: number) => boolean;
   /** Items whose first request fails with a non-retryable HTTP 400. */
   fail?: number[];
+  /** Items answered the other way round: right where the script is wrong, wrong where it is right (another "model"). */
+  flip?: number[];
 }
 
 /** The scripted model: one function answering any item's request, from the item number in the question. */
@@ -86,11 +88,12 @@ export function evalModel(options: ModelScriptOptions = {}) {
       return { content: "<think>The sign is in the upper left; look closer.</think>", toolCalls: [{ name: "crop", arguments: { image: "img_0", bbox: [0, 0, 600, 600] } }] };
     }
     const think = `<think>I read item ${k} carefully.</think>`;
+    const flipped = options.flip?.includes(k) ?? false;
     if (isOpen(k)) {
       if (k === UNTAGGED) return { content: `The code is CODE-${k}.` };
-      return { content: `${think}${WRONG_OPEN.includes(k) ? `<answer>WRONG-${k}</answer>` : `<answer>CODE-${k}</answer>`}` };
+      return { content: `${think}${WRONG_OPEN.includes(k) !== flipped ? `<answer>WRONG-${k}</answer>` : `<answer>CODE-${k}</answer>`}` };
     }
-    const letter = WRONG_CHOICE.includes(k) ? LETTERS[(k + 1) % 4]! : correctLetter(k);
+    const letter = WRONG_CHOICE.includes(k) !== flipped ? LETTERS[(k + 1) % 4]! : correctLetter(k);
     return { content: `${think}${mcAnswer(k, letter)}` };
   };
 }
