@@ -3,7 +3,7 @@ import type { LangGraphRunnableConfig } from "@langchain/langgraph";
 import { z } from "zod/v4";
 import { runSettings, type AgentDeps } from "../src/deps.js";
 import { ImageInputError, type ImageRef } from "../src/images.js";
-import { readImageSource } from "../src/image-sources.js";
+import { readImageSource, sourceForState } from "../src/image-sources.js";
 import {
   dialectRequestOptions,
   parseReply,
@@ -17,10 +17,11 @@ import { createToolbox } from "../tools/index.js";
 import { approvalsFor, markCallsForApproval } from "./approval.js";
 import { emit } from "./events.js";
 
-async function ingestInputs(deps: AgentDeps, sources: string[], maxPixels: number, signal?: AbortSignal): Promise<ImageRefWithModelView[]> {
+/** Reads, checks and stores the input images; they become img_0, img_1, … */
+export async function ingestInputs(deps: AgentDeps, sources: string[], maxPixels: number, signal?: AbortSignal): Promise<ImageRefWithModelView[]> {
   const out: ImageRefWithModelView[] = [];
   for (const [i, source] of sources.entries()) {
-    const bytes = await readImageSource(source, signal);
+    const bytes = await (deps.readImage ?? readImageSource)(source, signal);
     let stored;
     try {
       stored = await deps.images.ingest(bytes);
@@ -74,7 +75,11 @@ export function createPlannerNode(deps: AgentDeps) {
       const inputs = images.length
         ? await Promise.all(images.map(async (ref) => ({ ref, view: await deps.images.modelView(ref, settings.maxPixels) })))
         : await ingestInputs(deps, state.imageSources ?? [], settings.maxPixels, config.signal);
-      if (!images.length) update.images = images = inputs.map((i) => i.ref);
+      if (!images.length) {
+        update.images = images = inputs.map((i) => i.ref);
+        // A data: URL input is image bytes: from here on the state keeps a reference to the stored copy.
+        update.imageSources = (state.imageSources ?? []).map((source, i) => sourceForState(source, images[i]!));
+      }
       let question = state.question;
       const review = state.planReview;
       if (review && review.status !== "pending") {
@@ -129,7 +134,7 @@ export function createPlannerNode(deps: AgentDeps) {
 const PlanSchema = z.array(PlanStepSchema).min(1).max(12);
 
 /** R1V4 Plan mode: a separate planner call that returns a JSON list of steps; one retry on a malformed plan. */
-async function makePlan(
+export async function makePlan(
   deps: AgentDeps,
   settings: ReturnType<typeof runSettings>,
   question: string,

@@ -24,6 +24,8 @@ export interface AgentDeps {
   search: SearchProvider[];
   /** The model client for a run's settings (a run may point at another server or model). */
   model(config: LoupeConfig): ModelClient;
+  /** Reads an input image (file path, http(s) URL or data: URL); the served graph takes URLs only. Default: readImageSource. */
+  readImage?: (source: string, signal?: AbortSignal) => Promise<Buffer>;
   /** The shared Postgres database when LOUPE_DATABASE_URL is set (images, search cache; the checkpointer can share it). */
   database?: LoupeDatabase;
   /** Releases open resources (the search cache database, the Postgres pool). */
@@ -138,6 +140,7 @@ export function createDeps(
     images,
     search,
     database,
+    readImage: overrides.readImage,
     close: async () => {
       await cache?.close();
       for (const provider of search) (provider as { close?: () => void }).close?.();
@@ -149,7 +152,9 @@ export function createDeps(
         const key = JSON.stringify([runConfig.modelUrl, runConfig.model, runConfig.temperature, runConfig.maxTokens, runConfig.timeoutMs, runConfig.retries, runConfig.stream]);
         let client = clients.get(key);
         if (!client) {
-          client = new OpenAICompatibleModel({ config: runConfig, apiKey: secrets.apiKey, images });
+          // A run's context may point at another model server: the configured server's key is not sent there.
+          const apiKey = new URL(runConfig.modelUrl).origin === new URL(config.modelUrl).origin ? secrets.apiKey : undefined;
+          client = new OpenAICompatibleModel({ config: runConfig, apiKey, images });
           clients.set(key, client);
         }
         return client;

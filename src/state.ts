@@ -203,6 +203,7 @@ export const AgentInput = z.object({
 });
 export type AgentInputValue = z.input<typeof AgentInput>;
 
+/** What a run returns (the graph's output schema). */
 export const AgentOutput = z.object({
   question: z.string(),
   final: FinalAnswerSchema.nullable(),
@@ -210,6 +211,18 @@ export const AgentOutput = z.object({
   toolCalls: z.array(ToolCallRecordSchema),
   usage: UsageSchema,
 });
+export type AgentOutputValue = z.infer<typeof AgentOutput>;
+
+/** The planner-only graph (R1V4 Plan mode on its own): the question and images in, the plan out, nothing executed. */
+export const PlanOnlyState = z.object({
+  question: AgentState.shape.question,
+  imageSources: AgentState.shape.imageSources,
+  images: z.array(ImageRefSchema).default([]),
+  plan: z.array(PlanStepSchema).nullable().default(null).describe("The steps, or null when the model gave no valid plan"),
+  usage: UsageSchema.default(() => ({ ...EMPTY_USAGE })),
+});
+export type PlanOnlyStateValue = z.infer<typeof PlanOnlyState>;
+export const PlanOnlyOutput = z.object({ plan: PlanOnlyState.shape.plan, images: z.array(ImageRefSchema), usage: UsageSchema });
 
 /** Clears the per-turn results channel once reflect has consumed them. */
 export function clearedResults(): Overwrite<ToolResult[]> {

@@ -1,0 +1,19 @@
+#!/usr/bin/env node
+// `npm run dev`: LangGraph Studio's dev server (the graph API from langgraph.json) on loopback, without opening a browser or sending CLI telemetry.
+// Port: LOUPE_DEV_PORT, else PORT, else 2024. Host: LOUPE_DEV_HOST (default 127.0.0.1). Other flags pass through, e.g. `npm run dev -- --no-reload`.
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+const cli = fileURLToPath(import.meta.resolve("@langchain/langgraph-cli/package.json").replace(/package\.json$/, "dist/cli/cli.mjs"));
+const port = process.env.LOUPE_DEV_PORT || process.env.PORT || "2024";
+const host = process.env.LOUPE_DEV_HOST || "127.0.0.1";
+if (!/^\d+$/.test(port)) {
+  process.stderr.write(`loupe dev: the port must be a number (LOUPE_DEV_PORT / PORT), got "${port}"\n`);
+  process.exit(2);
+}
+const child = spawn(process.execPath, [cli, "dev", "--port", port, "--host", host, "--no-browser", ...process.argv.slice(2)], {
+  stdio: "inherit",
+  env: { LANGGRAPH_CLI_NO_ANALYTICS: "1", BROWSER: "none", ...process.env },
+});
+for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => child.kill(signal));
+child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

@@ -1,0 +1,109 @@
+// The LangGraph server's custom routes (langgraph.json `http.app`): images made during a run, served at signed URLs, and a thread's images with those URLs.
+import { Client } from "@langchain/langgraph-sdk";
+import { Hono, type MiddlewareHandler } from "hono";
+import { z } from "zod/v4";
+import { LoupeConfigSchema, resolveSecrets } from "./config.js";
+import type { AgentDeps } from "./deps.js";
+import { createImageRoute, imageRouteSecret } from "./image-route.js";
+import type { ImageRef } from "./images.js";
+import { servedDeps } from "./server-deps.js";
+import { AgentInput, AgentOutput, PlanOnlyOutput } from "./state.js";
+
+/** The served graphs' schemas by graph id (as in langgraph.json). */
+export const SERVED_SCHEMAS: Record<string, { input: z.ZodType; output: z.ZodType; context: z.ZodType }> = {
+  agent: { input: AgentInput, output: AgentOutput, context: LoupeConfigSchema },
+  planner: { input: AgentInput, output: PlanOnlyOutput, context: LoupeConfigSchema },
+};
+
+/**
+ * Completes GET /assistants/{id}/schemas. The agent's state is a LangGraph StateSchema (for its
+ * delta channels), and the server reads only the state from a StateSchema graph: it leaves out the
+ * input, output and context schemas. This runs the server's own handler, then sets those three from
+ * the zod schemas, the same way for every served graph (settings with defaults are optional).
+ */
+export function completeSchemas(schemas: typeof SERVED_SCHEMAS): MiddlewareHandler {
+  return async (c, next) => {
+    await next();
+    if (c.res.status !== 200) return;
+    const body = (await c.res.clone().json()) as Record<string, unknown>;
+    const known = schemas[String(body.graph_id)];
+    if (!known) return;
+    const json = (schema: z.ZodType, io: "input" | "output") => z.toJSONSchema(schema, { io, unrepresentable: "any" });
+    const context = json(known.context, "input");
+    const filled = { ...body, input_schema: json(known.input, "input"), output_schema: json(known.output, "output"), config_schema: context, context_schema: context };
+    c.res = new Response(JSON.stringify(filled), { status: 200, headers: { "content-type": "application/json" } });
+  };
+}
+
+/** Reads a thread's image records, or null when there is no such thread (for the caller, with the caller's credentials). */
+export type ThreadImages = (threadId: string, headers: Headers) => Promise<ImageRef[] | null>;
+
+/**
+ * Inside the LangGraph server the SDK client reaches the server's own API in-process (its loopback
+ * fetch), so the server's auth and thread access rules apply: the caller's headers are passed on.
+ */
+const threadImagesThroughApi: ThreadImages = async (threadId, headers) => {
+  const forwarded = Object.fromEntries([...headers].filter(([k]) => !["host", "content-length", "connection", "accept-encoding"].includes(k)));
+  const client = new Client({ apiKey: null, defaultHeaders: forwarded, callerOptions: { maxRetries: 0 } });
+  try {
+    const state = await client.threads.getState<{ images?: ImageRef[] }>(threadId);
+    return state.values?.images ?? [];
+  } catch (err) {
+    if ((err as { status?: number }).status === 404) return null;
+    throw err;
+  }
+};
+
+/** A client error from the server's own API (bad thread id, no access) keeps its status; anything else is a 500. */
+function failure(err: unknown): { status: 400 | 401 | 403 | 422 | 500; error: string } {
+  const status = (err as { status?: number }).status;
+  if (status === 400 || status === 401 || status === 403 || status === 422) {
+    return { status, error: status === 400 || status === 422 ? "invalid thread id (threads are named by UUID)" : "not allowed to read this thread" };
+  }
+  return { status: 500, error: "could not read the thread" };
+}
+
+export interface HttpAppOptions {
+  deps: AgentDeps;
+  /** Signs image URLs; every worker behind one address must share it (LOUPE_PUBLIC_IMAGE_SECRET). */
+  secret: string;
+  /** Base of the URLs handed out (LOUPE_PUBLIC_IMAGE_BASE_URL); default: the origin the request came to. */
+  publicBaseUrl?: string;
+  threadImages?: ThreadImages;
+}
+
+/**
+ * Routes:
+ *  - GET/HEAD /images/<sha256>-<token>.<ext>: the image bytes (immutable; the token is the signature)
+ *  - GET /threads/<thread_id>/images: the thread's images (img_0 = first input, then every image a tool made),
+ *    each with `url` to fetch it
+ *  - GET /assistants/<id>/schemas: the server's answer, completed (see completeSchemas)
+ */
+export function createHttpApp(options: HttpAppOptions): Hono {
+  const route = createImageRoute({ store: options.deps.images, secret: options.secret });
+  const threadImages = options.threadImages ?? threadImagesThroughApi;
+  const app = new Hono();
+  app.get("/assistants/:assistant_id/schemas", completeSchemas(SERVED_SCHEMAS));
+  app.on(["GET", "HEAD"], `${route.prefix}/*`, async (c) => (await route.handle(c.req.raw)) ?? c.notFound());
+  app.get("/threads/:thread_id/images", async (c) => {
+    const threadId = c.req.param("thread_id");
+    let images: ImageRef[] | null;
+    try {
+      images = await threadImages(threadId, c.req.raw.headers);
+    } catch (err) {
+      const { status, error } = failure(err);
+      return c.json({ error }, status);
+    }
+    if (!images) return c.json({ error: `no thread ${threadId}` }, 404);
+    const base = options.publicBaseUrl ?? new URL(c.req.url).origin;
+    return c.json({ threadId, images: images.map((image) => ({ ...image, url: route.urlFor(image, base) })) });
+  });
+  return app;
+}
+
+/** The app langgraph.json mounts, on the served dependencies. */
+export const app = (() => {
+  const deps = servedDeps();
+  const secret = imageRouteSecret(deps.defaults.dataDir, resolveSecrets().publicImageSecret);
+  return createHttpApp({ deps, secret, publicBaseUrl: deps.defaults.publicImageBaseUrl });
+})();

@@ -1,0 +1,71 @@
+// Loupe as a library: the agent graph's builder, a factory for a compiled agent on your model, search providers, stores and checkpointer, and the typed input, output and events.
+import type { BaseCheckpointSaver, BaseStore } from "@langchain/langgraph";
+import { createAgent } from "../graphs/build.js";
+import { resolveConfig, resolveSecrets, type LoupeConfig, type LoupeConfigInput, type LoupeSecrets } from "./config.js";
+import { createDeps, type AgentDeps } from "./deps.js";
+import type { ImageStore } from "./images.js";
+import type { ModelClient } from "./model.js";
+import type { SearchProvider } from "../tools/search/provider.js";
+
+export { buildAgentGraph, createAgent, recursionLimitFor, type CreateAgentOptions, type LoupeAgent } from "../graphs/build.js";
+export { buildPlanOnlyGraph, createPlanOnlyGraph } from "../graphs/plan-only.js";
+export { ConfigError, ENV_VARS, LoupeConfigSchema, resolveConfig, resolveSecrets, type LoupeConfig, type LoupeConfigInput, type LoupeSecrets } from "./config.js";
+export { createDeps, runSettings, type AgentDeps } from "./deps.js";
+export { ImageStore, ImageInputError, type ImageRef } from "./images.js";
+export { OpenAICompatibleModel, ModelServerError, type ModelClient } from "./model.js";
+export type { SearchProvider } from "../tools/search/provider.js";
+export {
+  AgentInput,
+  AgentOutput,
+  AgentState,
+  type AgentInputValue,
+  type AgentOutputValue,
+  type AgentStateValue,
+  type Citation,
+  type FinalAnswer,
+  type PlanStep,
+} from "./state.js";
+export { ask, RunError, RunPaused, type AskOptions, type AskResult } from "./run.js";
+export type { AgentEvent } from "../nodes/events.js";
+export { ApprovalDecisionSchema, type ApprovalDecision, type ApprovalRequest } from "../nodes/approval.js";
+
+export interface LoupeAgentOptions {
+  /** Settings; anything not given comes from `env` (LOUPE_* variables), then the defaults. */
+  config?: Partial<LoupeConfigInput>;
+  /** API keys; default: from `env`. */
+  secrets?: LoupeSecrets;
+  /** Where unset settings and secrets are read from; default process.env. Pass {} to ignore the environment. */
+  env?: NodeJS.ProcessEnv;
+  /** The model client, or one per run's settings; default: the OpenAI-compatible server at config.modelUrl. */
+  model?: ModelClient | ((settings: LoupeConfig) => ModelClient);
+  /** Search providers; default: those the configuration and secrets enable (behind the search cache). */
+  search?: SearchProvider[];
+  /** Image store; default: files under <dataDir>/images (Postgres-backed with LOUPE_DATABASE_URL). */
+  images?: ImageStore;
+  /** Checkpointer; default none, so a parent graph's checkpointer is used when this is its subgraph. */
+  checkpointer?: BaseCheckpointSaver | boolean;
+  store?: BaseStore;
+}
+
+/**
+ * A compiled Loupe agent. Close `deps` when done (it holds the search cache and any database pool).
+ *
+ * @example
+ * const { agent, deps } = createLoupeAgent({ config: { modelUrl: "http://gpu:8000/v1" }, checkpointer: new MemorySaver() });
+ * const out = await agent.invoke({ question: "What does the sign say?", imageSources: ["https://…/photo.jpg"] },
+ *   { configurable: { thread_id: "t1" } });
+ * console.log(out.final?.answer);
+ * await deps.close();
+ */
+export function createLoupeAgent(options: LoupeAgentOptions = {}) {
+  const env = options.env ?? process.env;
+  const config = resolveConfig(options.config ?? {}, env);
+  const model = options.model;
+  const deps: AgentDeps = createDeps(config, options.secrets ?? resolveSecrets({}, env), {
+    model: model === undefined ? undefined : typeof model === "function" ? model : () => model,
+    search: options.search,
+    images: options.images,
+  });
+  const agent = createAgent({ deps, checkpointer: options.checkpointer, store: options.store });
+  return { agent, deps, config };
+}

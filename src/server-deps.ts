@@ -1,0 +1,20 @@
+// What the LangGraph server's graphs and HTTP routes share: one set of dependencies per server process, from the environment.
+import { loadDotEnv, resolveConfig, resolveSecrets } from "./config.js";
+import { createDeps, type AgentDeps } from "./deps.js";
+import { urlImageReader } from "./image-sources.js";
+
+let served: AgentDeps | undefined;
+
+/**
+ * The served dependencies (built on first use). Clients give images as URLs or data: URLs only:
+ * the server never reads its own files for them, and fetches URLs through the SSRF guard.
+ */
+export function servedDeps(): AgentDeps {
+  if (!served) {
+    loadDotEnv();
+    const config = resolveConfig();
+    const allowHosts = config.webAllowHosts.split(",").map((h) => h.trim()).filter(Boolean);
+    served = createDeps(config, resolveSecrets(), { readImage: urlImageReader({ allowHosts }) });
+  }
+  return served;
+}
