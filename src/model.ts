@@ -1,6 +1,8 @@
 // The model client: the real HTTP path to an OpenAI-compatible server (vLLM) through ChatOpenAI, with retries.
 import { AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage, type BaseMessage } from "@langchain/core/messages";
 import { ChatOpenAI, ChatOpenAICompletions, type ChatOpenAIFields } from "@langchain/openai";
+import { createHash } from "node:crypto";
+import { getConfig } from "@langchain/langgraph";
 import pRetry, { AbortError } from "p-retry";
 import type { LoupeConfig } from "./config.js";
 import type { ImageMime, ImageStore } from "./images.js";
@@ -119,6 +121,37 @@ function systemPromptFor(turn: Extract<Turn, { role: "system" }>): string {
     systemPrompts.set(key, text);
   }
   return text;
+}
+
+/** Request header naming the run a model request belongs to; see sessionKey. */
+export const SESSION_HEADER = "x-loupe-session";
+
+/**
+ * The run the current graph node belongs to: its thread, and for a subgraph (e.g. one of a batch's
+ * agent runs) its path in the parent, hashed. Sent with every model request (SESSION_HEADER) so a
+ * load balancer in front of several vLLM replicas can keep a run on one replica, where its prefix
+ * cache is. Undefined outside a graph run.
+ */
+export function sessionKey(): string | undefined {
+  let configurable: Record<string, unknown> | undefined;
+  try {
+    configurable = getConfig()?.configurable;
+  } catch {
+    return undefined;
+  }
+  const thread = configurable?.thread_id;
+  if (thread === undefined || thread === null) return undefined;
+  // The last part of checkpoint_ns is the running node's own task, which changes every step.
+  const path = String(configurable?.checkpoint_ns ?? "").split("|").slice(0, -1).join("|");
+  return createHash("sha256").update(`${String(thread)}\u0000${path}`).digest("hex").slice(0, 32);
+}
+
+/** Call options carrying the session header: ChatOpenAI reads request headers from `options` when invoking, from the top level when streaming. */
+function sessionOptions(): Record<string, unknown> {
+  const key = sessionKey();
+  if (!key) return {};
+  const headers = { [SESSION_HEADER]: key };
+  return { headers, options: { headers } };
 }
 
 export class OpenAICompatibleModel implements ModelClient {
@@ -266,7 +299,7 @@ export class OpenAICompatibleModel implements ModelClient {
     stop: string[] | undefined,
     signal: AbortSignal,
   ): Promise<Omit<ModelReply, "ms">> {
-    const stream = await this.chat(model, true).stream(messages, { tools: tools as never, stop, signal });
+    const stream = await this.chat(model, true).stream(messages, { tools: tools as never, stop, signal, ...sessionOptions() });
     let acc: AIMessageChunk | undefined;
     for await (const chunk of stream) acc = acc ? acc.concat(chunk) : chunk;
     if (signal.aborted) throw signal.reason ?? new Error("aborted");
@@ -300,7 +333,7 @@ export class OpenAICompatibleModel implements ModelClient {
     stop: string[] | undefined,
     signal: AbortSignal,
   ): Promise<Omit<ModelReply, "ms">> {
-    const msg = await this.chat(model, false).invoke(messages, { tools: tools as never, stop, signal });
+    const msg = await this.chat(model, false).invoke(messages, { tools: tools as never, stop, signal, ...sessionOptions() });
     const raw = (msg.additional_kwargs?.tool_calls ?? []) as Array<{ id?: string; function?: { name?: string; arguments?: string } }>;
     return {
       content: typeof msg.content === "string" ? msg.content : "",

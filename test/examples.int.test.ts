@@ -32,7 +32,7 @@ describe("examples/batch.ts", () => {
       ]),
     );
     const image = await writeImage(tmp.dir, "harbour.jpg", await harbourImage(800, 600));
-    const { agent, deps, config } = createLoupeAgent({ config: { modelUrl: model.url, dataDir: tmp.dir, retries: 1, searchCache: "live" }, env: {} });
+    const { agent, deps, config } = createLoupeAgent({ config: { modelUrl: model.url, dataDir: tmp.dir, retries: 1, searchCache: "live", stream: false }, env: {} });
     const checkpointer = SqliteSaver.fromConnString(join(tmp.dir, "batch.sqlite"));
     try {
       const batch = buildBatchGraph(agent).compile({ checkpointer });
@@ -48,6 +48,12 @@ describe("examples/batch.ts", () => {
       const order = model.chatRequests().map((r) => JSON.stringify(r.body.messages).match(/(first|second|third) question/)![1]);
       expect(order).toHaveLength(6);
       expect(order.indexOf("third")).toBeLessThan(order.lastIndexOf("second"));
+      // Each run carries its own session key (for load balancers' affinity), the same on all its requests.
+      const keys = new Map<string, Set<unknown>>();
+      model.chatRequests().forEach((r, k) => keys.set(order[k]!, (keys.get(order[k]!) ?? new Set()).add(r.headers["x-loupe-session"])));
+      expect([...keys.values()].map((k) => k.size)).toEqual([1, 1, 1]);
+      expect(new Set([...keys.values()].flatMap((k) => [...k])).size).toBe(3);
+      expect([...keys.values()].every((k) => /^[0-9a-f]{32}$/.test(String([...k][0])))).toBe(true);
       // Each agent run was checkpointed as a subgraph of the batch's thread.
       const namespaces = new Set<string>();
       for await (const t of checkpointer.list({ configurable: { thread_id: "batch-1" } })) namespaces.add(String(t.config.configurable?.checkpoint_ns ?? ""));
