@@ -122,6 +122,10 @@ Examples:
         timeoutMs: opts.timeoutMs,
         retries: opts.retries,
         dataDir: opts.dataDir,
+        // A benchmark runs unattended: no pauses for human approval, whatever the environment says.
+        approvePlan: false,
+        approveSearch: false,
+        approveWebVisit: false,
       });
       const secrets = resolveSecrets({ apiKey: opts.apiKey as string | undefined });
       const judgeUrl = opts.judge === false ? undefined : ((opts.judgeUrl as string | undefined) ?? (process.env.LOUPE_JUDGE_URL || undefined));
