@@ -102,17 +102,18 @@ function loadJsonl(path: string): Array<Record<string, unknown>> {
   });
 }
 
-async function exportWith(format: ExportFormat, filter: "consistent" | "none", extra: { checkUrl?: string } = {}): Promise<{ report: ExportReport; records: Array<Record<string, unknown>> }> {
+async function exportWith(format: ExportFormat, filter: "consistent" | "none", extra: { checkUrl?: string; threads?: string[] } = {}): Promise<{ report: ExportReport; records: Array<Record<string, unknown>> }> {
   const settings = resolveConfig({ dataDir, searchCache: "live" }, {});
   const deps = createDeps(settings, {});
   const checkpointer = await openCheckpointer(settings);
   try {
-    const out = join(tmp.dir, "out", `${format}-${filter}${extra.checkUrl ? "-checked" : ""}.jsonl`);
+    const out = join(tmp.dir, "out", `${format}-${filter}${extra.checkUrl ? "-checked" : ""}${extra.threads ? "-threads" : ""}.jsonl`);
     const checkModel = extra.checkUrl
       ? new OpenAICompatibleModel({ config: LoupeConfigSchema.parse({ ...settings, modelUrl: extra.checkUrl, stream: false }), images: deps.images })
       : undefined;
     const reader = createAgent({ deps, checkpointer: checkpointer.saver });
-    const report = await exportTrajectories({ runDir, format, filter, out, reader, images: deps.images, checkModel });
+    const source = extra.threads ? { threads: extra.threads } : { runDir };
+    const report = await exportTrajectories({ ...source, format, filter, out, reader, images: deps.images, checkModel });
     return { report, records: loadJsonl(out) };
   } finally {
     await checkpointer.close();
@@ -193,5 +194,15 @@ describe("loupe export", () => {
     expect(steps[0]!.parameters.image_path).toBe("img_0");
     expect(steps[1]!.parameters.image_path).toBe("[Image from Step 1]");
     expect(good1.images).toHaveLength(1);
+  });
+
+  it("--threads exports bare threads: no verdicts, so the correctness filter is reported as not applied", async () => {
+    const rows = readFileSync(join(runDir, "results.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { id: string; threadId: string });
+    const threads = rows.filter((r) => ["good1", "wrong", "blank"].includes(r.id)).map((r) => r.threadId);
+    const { report, records } = await exportWith("r1v4", "consistent", { threads: [...threads, "no-such-thread"] });
+    expect(records.map((r) => r.thread_id)).toEqual(threads.filter((t) => !t.endsWith("-blank")));
+    expect(report.removed.blank).toBe(1);
+    expect(report.missing).toBe(1);
+    expect(report.notApplied.correct).toMatch(/no verdicts for bare threads/);
   });
 });
