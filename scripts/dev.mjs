@@ -2,7 +2,12 @@
 // `npm run dev`: LangGraph Studio's dev server (the graph API from langgraph.json) on loopback, without opening a browser or sending CLI telemetry.
 // Port: LOUPE_DEV_PORT, else PORT, else 2024. Host: LOUPE_DEV_HOST (default 127.0.0.1). Other flags pass through, e.g. `npm run dev -- --no-reload`.
 import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+
+// The project's .env (which the server reads too) may set the port; variables already set win.
+const dotEnv = fileURLToPath(new URL("../.env", import.meta.url));
+if (existsSync(dotEnv)) process.loadEnvFile(dotEnv);
 
 const cli = fileURLToPath(import.meta.resolve("@langchain/langgraph-cli/package.json").replace(/package\.json$/, "dist/cli/cli.mjs"));
 const port = process.env.LOUPE_DEV_PORT || process.env.PORT || "2024";
