@@ -12,7 +12,7 @@ import { runIndexCommand } from "../tools/search/corpus.js";
 import { ImageInputError } from "./images.js";
 import { ModelServerError } from "./model.js";
 import { ask, RunError, RunPaused, type AskResult } from "./run.js";
-import { decisionFromFlags, EXIT_PAUSED, reportPause, UsageError } from "./cli-review.js";
+import { continueCommand, decisionFromFlags, EXIT_PAUSED, reportPause, UsageError } from "./cli-review.js";
 import { runServeImages } from "./serve-images.js";
 import { registerEvalCommands } from "./eval/cli.js";
 
@@ -206,7 +206,7 @@ your review (the message says how to continue).`,
         }
         const threadHint =
           err instanceof ModelServerError || controller.signal.aborted
-            ? ` (everything done so far is saved; continue with: loupe ask --resume ${threadId})`
+            ? ` (everything done so far is saved; continue with: ${continueCommand(command, threadId)})`
             : "";
         throw new RunError(`${oneLine(err)}${threadHint}`);
       } finally {

@@ -75,6 +75,8 @@ describe("loupe ask (CLI)", () => {
     expect(errorLines).toHaveLength(1);
     expect(errorLines[0]).toContain(url);
     expect(errorLines[0]).toMatch(/connection refused|ECONNREFUSED/);
+    // The way back repeats the settings given on the command line (here the data directory and model URL).
+    expect(errorLines[0]).toMatch(/continue with: loupe ask --resume \S+ .*--model-url \S+.*--data-dir \S+/);
     expect(run.stderr).not.toMatch(/^\s+at /m);
   });
 
