@@ -1,4 +1,4 @@
-// Builds the agent graph, wiring only: planner → image_tool / search (fanned out with Send) → reflect → planner | answer.
+// Builds the agent graph, wiring only: planner (reflect, then the next model turn) → image_tool / search (fanned out with Send) → planner | answer.
 import { END, START, StateGraph, type BaseCheckpointSaver, type BaseStore } from "@langchain/langgraph";
 import { LoupeConfigSchema, type LoupeConfig } from "../src/config.js";
 import type { AgentDeps } from "../src/deps.js";
@@ -7,28 +7,26 @@ import { AgentInput, AgentOutput } from "../src/state.js";
 import { createAnswerNode } from "../nodes/answer.js";
 import { createApproveCallsNode, createApprovePlanNode } from "../nodes/approval.js";
 import { createImageToolNode } from "../nodes/image-tool.js";
-import { createPlannerNode } from "../nodes/planner.js";
-import { createReflectNode, routeAfterReflect } from "../nodes/reflect.js";
 import { routeAfterPlanner } from "../nodes/route.js";
 import { createSearchNode } from "../nodes/search.js";
+import { createTurnNode } from "../nodes/turn.js";
 
 /** The uncompiled graph, for parents that compile it with their own checkpointer and store. */
 export function buildAgentGraph(deps: AgentDeps) {
   return new StateGraph(AgentGraphState, { input: AgentInput, output: AgentOutput, context: LoupeConfigSchema })
-    .addNode("planner", createPlannerNode(deps))
+    // Reflect and plan are one node (nodes/turn.ts): two super-steps per tool call, not three.
+    .addNode("planner", createTurnNode(deps))
     .addNode("image_tool", createImageToolNode(deps) as never)
     .addNode("search", createSearchNode(deps) as never)
-    .addNode("reflect", createReflectNode(deps))
     .addNode("answer", createAnswerNode(deps))
     .addNode("approve_plan", createApprovePlanNode())
     .addNode("approve_calls", createApproveCallsNode())
     .addEdge(START, "planner")
-    .addConditionalEdges("planner", routeAfterPlanner, ["approve_plan", "approve_calls", "answer", "reflect", "image_tool", "search"])
+    .addConditionalEdges("planner", routeAfterPlanner, ["approve_plan", "approve_calls", "answer", "planner", "image_tool", "search"])
     .addEdge("approve_plan", "planner")
-    .addConditionalEdges("approve_calls", routeAfterPlanner, ["reflect", "image_tool", "search"])
-    .addEdge("image_tool", "reflect")
-    .addEdge("search", "reflect")
-    .addConditionalEdges("reflect", routeAfterReflect, ["planner", "answer"])
+    .addConditionalEdges("approve_calls", routeAfterPlanner, ["planner", "image_tool", "search"])
+    .addEdge("image_tool", "planner")
+    .addEdge("search", "planner")
     .addEdge("answer", END);
 }
 
@@ -47,8 +45,8 @@ export function createAgent({ deps, checkpointer, store }: CreateAgentOptions) {
 export type LoupeAgent = ReturnType<typeof createAgent>;
 
 /**
- * LangGraph's step limit for a run: each tool turn is three super-steps (planner, tools, reflect),
- * four when calls wait for approval, so 20+ tool calls would overrun the default of 25.
+ * LangGraph's step limit for a run: each tool turn is two super-steps (planner, tools), three when
+ * calls wait for approval; the limit allows one more per turn, so 20+ tool calls never overrun it.
  */
 export function recursionLimitFor(
   settings: Pick<LoupeConfig, "maxTurns" | "maxToolCalls"> & Partial<Pick<LoupeConfig, "approvePlan" | "approveSearch" | "approveWebVisit">>,

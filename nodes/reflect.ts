@@ -1,4 +1,4 @@
-// Reflect node: joins a turn's tool results, shows them to the model, checks each step the way R1V4 filtered its data, and enforces budgets.
+// Reflect (run at the start of the planner node, see nodes/turn.ts): joins a turn's tool results, shows them to the model, checks each step the way R1V4 filtered its data, and enforces budgets.
 import type { LangGraphRunnableConfig } from "@langchain/langgraph";
 import { runSettings, type AgentDeps } from "../src/deps.js";
 import type { ImageRef } from "../src/images.js";
@@ -120,9 +120,4 @@ export function createReflectNode(deps: AgentDeps) {
       exhausted,
     };
   };
-}
-
-/** After reflect: go on, or answer when a budget has run out. */
-export function routeAfterReflect(state: AgentStateValue): "planner" | "answer" {
-  return state.exhausted ? "answer" : "planner";
 }

@@ -1,14 +1,20 @@
-// Routing after the planner: a person's review (when asked for), answer, fan the calls out to the tool nodes with Send, or go to reflect.
+// Routing after the planner: a person's review (when asked for), answer, fan the calls out to the tool nodes with Send, or back to the planner to reflect.
 import { Send } from "@langchain/langgraph";
 import type { ImageRef } from "../src/images.js";
 import type { AgentStateValue, PendingCall } from "../src/state.js";
 import type { ToolTask } from "./image-tool.js";
 
-export function routeAfterPlanner(state: AgentStateValue): "approve_plan" | "approve_calls" | "answer" | "reflect" | Send[] {
+/**
+ * After the planner (which reflects on the previous turn first, see nodes/turn.ts): a budget ran
+ * out or the model answered → answer; calls to run → the tools (or a person's approval first);
+ * nothing to run (a format error, only invalid calls) → the planner again, which shows the model
+ * what went wrong.
+ */
+export function routeAfterPlanner(state: AgentStateValue): "approve_plan" | "approve_calls" | "answer" | "planner" | Send[] {
   if (state.planReview?.status === "pending") return "approve_plan";
-  if (state.reply?.kind === "answer") return "answer";
+  if (state.exhausted || state.reply?.kind === "answer") return "answer";
   const runnable = (state.pending ?? []).filter((c) => c.kind !== "invalid");
-  if (state.reply?.kind !== "calls" || runnable.length === 0) return "reflect";
+  if (state.reply?.kind !== "calls" || runnable.length === 0) return "planner";
   if (runnable.some((c) => c.approval === "required")) return "approve_calls";
   return runnable.map(
     (call) => new Send(call.kind === "image" ? "image_tool" : "search", { call, images: imagesNamedBy(call, state.images ?? []) } satisfies ToolTask),
