@@ -366,10 +366,13 @@ describe("imageStats", () => {
     const width = 2000;
     const height = 1000;
     const data = Buffer.alloc(width * height * 4);
+    // Noise (a linear congruential generator) over a horizontal gradient, like a noisy photo.
+    let seed = 12345;
+    const noise = () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) >>> 24;
     for (let i = 0; i < width * height; i++) {
-      data[i * 4] = (i * 7) % 256;
+      data[i * 4] = noise();
       data[i * 4 + 1] = 100;
-      data[i * 4 + 2] = (i * 13) % 200;
+      data[i * 4 + 2] = Math.min(255, ((i % width) * 200) / width + (noise() >> 3));
       data[i * 4 + 3] = 255;
     }
     const decoded = { data, width, height, channels: 4 as const };
