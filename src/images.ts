@@ -203,6 +203,11 @@ export class ImageStore {
    * The exact bytes to show the model for an image: the image itself when it fits the pixel
    * budget, else a deterministic downscale. Chosen once, when the image first enters the
    * conversation, and referenced by sha256 from then on, so old turns are never re-encoded.
+   *
+   * The downscale is made from the encoded bytes, so a large JPEG is decoded at a reduced size
+   * (libjpeg's shrink-on-load) instead of in full: a 12 MP photo's 1 MP view costs about half its
+   * full decode. The full decode, which a crop will need, then starts in the background and is
+   * usually done before the model's first reply comes back (see BENCHMARKS.md, latency).
    */
   async modelView(image: StoredImage, maxPixels: number): Promise<StoredImage> {
     const sendable = image.mime !== "image/gif";
@@ -210,16 +215,19 @@ export class ImageStore {
     const scale = Math.min(1, Math.sqrt(maxPixels / (image.width * image.height)));
     const width = Math.max(1, Math.floor(image.width * scale));
     const height = Math.max(1, Math.floor(image.height * scale));
-    const { data, width: w, height: h, channels } = await this.decoded(image);
-    const resized = sharp(data, { raw: { width: w, height: h, channels } }).resize(width, height, {
-      fit: "fill",
-      kernel: "lanczos3",
-    });
-    const bytes =
-      image.mime === "image/png" && channels === 4
+    const bytes = await this.read(image);
+    const source = sharp(bytes, { limitInputPixels: this.maxInputPixels });
+    const { hasAlpha } = await source.metadata();
+    const resized = source.resize(width, height, { fit: "fill", kernel: "lanczos3" });
+    const view =
+      image.mime === "image/png" && hasAlpha
         ? await resized.png({ compressionLevel: 6 }).toBuffer()
         : await resized.jpeg({ quality: 90, mozjpeg: false }).toBuffer();
-    return this.put(bytes);
+    const stored = await this.put(view);
+    // Started after the view, not alongside it: the view is on the way to the model's first
+    // request, the full decode only on the way to the first crop.
+    if (sendable) this.decoded(image).catch(() => undefined);
+    return stored;
   }
 
   /** Raw pixels of an image, decoded once and kept in a bounded in-memory cache. */
