@@ -4,6 +4,7 @@ import { join, resolve } from "node:path";
 import type { BaseCheckpointSaver } from "@langchain/langgraph";
 import { PostgresSaver } from "@langchain/langgraph-checkpoint-postgres";
 import { SqliteSaver } from "@langchain/langgraph-checkpoint-sqlite";
+import Database from "better-sqlite3";
 import type { LoupeConfig } from "./config.js";
 import { LoupeDatabase } from "./postgres.js";
 
@@ -14,7 +15,93 @@ export function checkpointPath(config: Pick<LoupeConfig, "dataDir">): string {
 /** The SQLite checkpointer in the data directory. */
 export function createCheckpointer(config: Pick<LoupeConfig, "dataDir">): SqliteSaver {
   mkdirSync(resolve(config.dataDir), { recursive: true });
-  return SqliteSaver.fromConnString(checkpointPath(config));
+  return LoupeSqliteSaver.fromConnString(checkpointPath(config));
+}
+
+type DeltaHistories = Awaited<ReturnType<BaseCheckpointSaver["getDeltaChannelHistory"]>>;
+
+/**
+ * LangGraph's SqliteSaver, reading delta channels (the agent's conversation, images and tool-call
+ * records) with two queries instead of one `getTuple` per ancestor checkpoint. Same result as the
+ * base implementation: for each channel, the writes stored at the target's ancestors (parent
+ * first, up to and including the nearest one whose checkpoint holds a value for the channel, which
+ * is the seed), oldest first, in the order `getTuple` returns a checkpoint's writes.
+ */
+export class LoupeSqliteSaver extends SqliteSaver {
+  static override fromConnString(connStringOrLocalPath: string): LoupeSqliteSaver {
+    return new LoupeSqliteSaver(new Database(connStringOrLocalPath));
+  }
+
+  override async getDeltaChannelHistory(options: Parameters<BaseCheckpointSaver["getDeltaChannelHistory"]>[0]): Promise<DeltaHistories> {
+    const { config, channels } = options;
+    if (channels.length === 0) return {};
+    this.setup();
+    const threadId = config.configurable?.thread_id as string | undefined;
+    const ns = (config.configurable?.checkpoint_ns as string | undefined) ?? "";
+    let targetId = config.configurable?.checkpoint_id as string | undefined;
+    if (!threadId) return super.getDeltaChannelHistory(options);
+    if (!targetId) {
+      const latest = this.db.prepare("SELECT checkpoint_id FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? ORDER BY checkpoint_id DESC LIMIT 1").get(threadId, ns) as { checkpoint_id: string } | undefined;
+      if (!latest) return Object.fromEntries(channels.map((ch) => [ch, { writes: [] }]));
+      targetId = latest.checkpoint_id;
+    }
+    // The ancestors, parent first.
+    const chain = this.db
+      .prepare(
+        `WITH RECURSIVE chain(checkpoint_id, parent_checkpoint_id, depth) AS (
+           SELECT checkpoint_id, parent_checkpoint_id, 0 FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?
+           UNION ALL
+           SELECT c.checkpoint_id, c.parent_checkpoint_id, chain.depth + 1 FROM checkpoints c
+             JOIN chain ON c.checkpoint_id = chain.parent_checkpoint_id AND c.thread_id = ? AND c.checkpoint_ns = ?
+         )
+         SELECT chain.checkpoint_id AS id, c.type AS type, c.checkpoint AS checkpoint FROM chain
+           JOIN checkpoints c ON c.thread_id = ? AND c.checkpoint_ns = ? AND c.checkpoint_id = chain.checkpoint_id
+         WHERE chain.depth > 0 ORDER BY chain.depth`,
+      )
+      .all(threadId, ns, targetId, threadId, ns, threadId, ns) as Array<{ id: string; type: string | null; checkpoint: Buffer }>;
+    const marks = channels.map(() => "?").join(", ");
+    const rows = this.db
+      .prepare(
+        `SELECT checkpoint_id AS id, task_id, channel, type, CAST(value AS TEXT) AS value FROM writes
+         WHERE thread_id = ? AND checkpoint_ns = ? AND channel IN (${marks}) AND checkpoint_id IN (SELECT value FROM json_each(?))
+         ORDER BY checkpoint_id, task_id, idx`,
+      )
+      .all(threadId, ns, ...channels, JSON.stringify(chain.map((c) => c.id))) as Array<{ id: string; task_id: string; channel: string; type: string | null; value: string | null }>;
+    const writesAt = new Map<string, typeof rows>();
+    for (const row of rows) {
+      const list = writesAt.get(row.id);
+      if (list) list.push(row);
+      else writesAt.set(row.id, [row]);
+    }
+    const collected = new Map<string, Array<[string, string, unknown]>>(channels.map((ch) => [ch, []]));
+    const seeds = new Map<string, unknown>();
+    const remaining = new Set(channels);
+    for (const ancestor of chain) {
+      if (remaining.size === 0) break;
+      // Newest first while walking up; reversed at the end, which restores each checkpoint's order.
+      const own = writesAt.get(ancestor.id) ?? [];
+      for (let i = own.length - 1; i >= 0; i--) {
+        const w = own[i]!;
+        if (remaining.has(w.channel)) collected.get(w.channel)!.push([w.task_id, w.channel, await this.serde.loadsTyped(w.type ?? "json", w.value ?? "")]);
+      }
+      // Which channels this checkpoint holds a value for: a plain JSON.parse answers that, the
+      // serializer's revival is only worth it for a checkpoint that holds a seed.
+      const type = ancestor.type ?? "json";
+      const plain = type === "json" ? (JSON.parse(ancestor.checkpoint.toString("utf8")) as { channel_values?: Record<string, unknown> }) : null;
+      const held = [...remaining].filter((ch) => !plain || (plain.channel_values && Object.prototype.hasOwnProperty.call(plain.channel_values, ch)));
+      if (held.length === 0) continue;
+      const checkpoint = (await this.serde.loadsTyped(type, ancestor.checkpoint)) as { channel_values?: Record<string, unknown> };
+      for (const ch of held) {
+        if (checkpoint.channel_values && Object.prototype.hasOwnProperty.call(checkpoint.channel_values, ch)) {
+          seeds.set(ch, checkpoint.channel_values[ch]);
+          remaining.delete(ch);
+        }
+      }
+    }
+    return Object.fromEntries(
+      channels.map((ch) => [ch, { writes: collected.get(ch)!.reverse(), ...(seeds.has(ch) ? { seed: seeds.get(ch) } : {}) }]),
+    ) as DeltaHistories;
+  }
 }
 
 export interface OpenCheckpointer {
