@@ -35,9 +35,12 @@ function graph(saver: BaseCheckpointSaver) {
 }
 
 describe("LoupeSqliteSaver", () => {
-  it("is the saver createCheckpointer makes", () => {
+  it("is the saver createCheckpointer makes: WAL, no fsync per commit", async () => {
     const saver = createCheckpointer({ dataDir: join(dir, "made") });
     expect(saver).toBeInstanceOf(LoupeSqliteSaver);
+    expect(await saver.getTuple({ configurable: { thread_id: "none" } })).toBeUndefined();
+    expect(saver.db.pragma("journal_mode", { simple: true })).toBe("wal");
+    expect(saver.db.pragma("synchronous", { simple: true })).toBe(1);
     saver.db.close();
   });
 
