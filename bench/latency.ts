@@ -14,7 +14,7 @@ import { startScriptedModelServer } from "../test/fixtures/scripted-model-server
 import { bareLoop } from "./lib/bare-loop.js";
 import { startServerProcess } from "./lib/child.js";
 import { benchSettings, collectGarbage, fmt, median, pct, photoJpeg, round, sum, type Benchmark } from "./lib/common.js";
-import { imageStats, runImageOp } from "../tools/image-ops.js";
+import { runImageOp } from "../tools/image-ops.js";
 import { cropBox, generationMs, scenarioEntry, SCENARIO_ANSWER, type CropScenario } from "./lib/scenarios.js";
 import { QUESTION } from "./overhead.js";
 
@@ -90,15 +90,24 @@ export interface LatencyResult {
   image: string;
   loupe: VariantStat;
   bare: VariantStat;
-  /** Loupe's blank-crop check (imageStats) on this benchmark's crops, timed apart, ms per crop. */
-  blankCheckMs: number;
+  /** The image work every question does, timed apart on a fresh store: what bounds the bare loop's share. */
+  imageWork: {
+    /** Reading, hashing and storing the input. */
+    ingestMs: number;
+    /** Making the 1 MP view the first request carries (shrink-on-load decode, resize, encode). */
+    viewMs: number;
+    /** One crop (extract, encode, hash, store), with the input already decoded. */
+    cropMs: number;
+  };
 }
 
 function latencyReading(r: LatencyResult): string[] {
   const extra = r.loupe.outsideModelMs - r.bare.outsideModelMs;
+  const w = r.imageWork;
+  const budget = r.loupe.wallMs * 0.01;
   return [
     "",
-    `**Target missed** (${pct(r.loupe.share, 2)}). What bounds it: the time outside the model is the bare loop's own work (${fmt(r.bare.outsideModelMs, 0)} ms per question, ${pct(r.bare.share, 2)}: reading, hashing and decoding the 12 MP input to make the model's view, then ${r.steps} crops) plus ${fmt(extra, 0)} ms that only Loupe spends, ${fmt(extra / r.steps, 0)} ms per tool call: the per-step costs of benchmark 1, larger here because the blank-crop check decodes 1000×750 crops (${fmt(r.blankCheckMs, 1)} ms each, timed apart). The fixes listed under benchmark 1 (statistics from the pixels in hand, no per-update zod validation, specs built once, fewer super-steps) remove most of that ${fmt(extra, 0)} ms; Loupe would then sit near the bare loop's ${pct(r.bare.share, 2)}. Below 1% also needs the image work itself down or hidden: the crops' JPEG encoding (see benchmark 3), and the full decode of the 12 MP input, which sits on the critical path before the first model call only to make the 1 MP view; a reduced-size decode (shrink-on-load) for the view, with the full-size decode for later crops started in the background while the first model call runs, takes it off.`,
+    `**Target missed** (${pct(r.loupe.share, 2)}). What bounds it: 1% of this question is ${fmt(budget, 0)} ms. The bare loop alone spends ${fmt(r.bare.outsideModelMs, 0)} ms (${pct(r.bare.share, 2)}) outside the model client: ingesting the input (${fmt(w.ingestMs, 0)} ms), making the 1 MP view of the 12 MP photo that the first request carries (${fmt(w.viewMs, 0)} ms, from a reduced-size decode; the full decode runs in the background during the first model call), and ${r.steps} crops of 1000×750 px (${fmt(w.cropMs, 1)} ms each: extract, JPEG encode, hash, store), timed apart on a fresh store. Loupe adds ${fmt(extra, 0)} ms, ${fmt(extra / r.steps, 1)} ms per tool call: LangGraph's two super-steps per call with their SQLite checkpoints, the state's validation, and the nodes' bookkeeping (benchmark 1 breaks this down). So even a graph costing nothing would leave ${pct(r.bare.share, 2)}; under 1% needs the graph's cost per tool call under ~${fmt(Math.max(0, budget - r.bare.outsideModelMs) / r.steps, 1)} ms here, below LangGraph's own floor (benchmark 1).`,
   ];
 }
 
@@ -133,18 +142,19 @@ export const latency: Benchmark<LatencyResult> = {
     const samples: Record<Variant, Sample[]> = { loupe: [], bare: [] };
     try {
       const meters: Record<Variant, Meter> = { loupe: { ms: 0, calls: 0 }, bare: { ms: 0, calls: 0 } };
-      const runners = Object.fromEntries(
-        variants.map((v) => [v, makeRunner(v, benchSettings({ modelUrl: server.url, dataDir: join(ctx.tmp, "latency", v) }), imagePath, meters[v])]),
-      ) as Record<Variant, ReturnType<typeof makeRunner>>;
       for (let r = 0; r < reps; r++) {
         const order = r % 2 ? [...variants].reverse() : variants;
         for (const v of order) {
+          // A fresh data directory and image store per question: its input is read, hashed, stored
+          // and decoded as a new question's is, not found in the previous question's caches.
+          const runner = makeRunner(v, benchSettings({ modelUrl: server.url, dataDir: join(ctx.tmp, "latency", `${v}-${r}`) }), imagePath, meters[v]);
           meters[v].ms = 0;
           meters[v].calls = 0;
           collectGarbage();
           const t0 = performance.now();
-          const out = await runners[v].run();
+          const out = await runner.run();
           const wall = performance.now() - t0;
+          runner.close();
           if (out.answer !== SCENARIO_ANSWER || out.toolCalls !== steps || meters[v].calls !== steps + 1) throw new Error(`latency/${v}: the run went wrong (${out.toolCalls} tool calls, ${meters[v].calls} model calls, answer ${out.answer})`);
           samples[v].push({
             wallMs: round(wall, 1),
@@ -155,19 +165,24 @@ export const latency: Benchmark<LatencyResult> = {
         }
         ctx.log(`  rep ${r + 1}/${reps}: ${variants.map((v) => `${v} ${fmt(samples[v].at(-1)!.wallMs, 0)} ms, outside the model ${pct(samples[v].at(-1)!.share, 2)}`).join("; ")}`);
       }
-      for (const v of variants) runners[v].close();
     } finally {
       await server.close();
     }
-    // The blank-crop check on crops of this size, timed apart.
-    const store = imageStoreFor(benchSettings({ modelUrl: "http://127.0.0.1:9/v1", dataDir: join(ctx.tmp, "latency-stats") }));
-    const stored = await store.ingest(await readFile(imagePath));
-    const checks: number[] = [];
+    // The image work of one question, timed apart on a fresh store: ingest, the model's view, crops.
+    const store = imageStoreFor(benchSettings({ modelUrl: "http://127.0.0.1:9/v1", dataDir: join(ctx.tmp, "latency-image-work") }));
+    const bytes = await readFile(imagePath);
+    let t0 = performance.now();
+    const stored = await store.ingest(bytes);
+    const ingestMs = performance.now() - t0;
+    t0 = performance.now();
+    await store.modelView(stored, benchSettings({ modelUrl: "http://127.0.0.1:9/v1", dataDir: ctx.tmp }).maxPixels);
+    const viewMs = performance.now() - t0;
+    await store.decoded(stored);
+    const crops: number[] = [];
     for (let k = 0; k < steps; k++) {
-      const out = await runImageOp(store, "crop", { image: "img_0", bbox: cropBox(k, scenario.boxSize) }, stored, { imageId: "img_0" });
-      const t0 = performance.now();
-      await imageStats(store, out.image);
-      checks.push(performance.now() - t0);
+      t0 = performance.now();
+      await runImageOp(store, "crop", { image: "img_0", bbox: cropBox(k, scenario.boxSize) }, stored, { imageId: "img_0" });
+      crops.push(performance.now() - t0);
     }
     const stat = (v: Variant): VariantStat => ({
       samples: samples[v],
@@ -187,20 +202,20 @@ export const latency: Benchmark<LatencyResult> = {
       image: "the 4000×3000 photo-like JPEG, crops of 25%×25% (1000×750 px)",
       loupe: stat("loupe"),
       bare: stat("bare"),
-      blankCheckMs: round(median(checks), 2),
+      imageWork: { ingestMs: round(ingestMs, 1), viewMs: round(viewMs, 1), cropMs: round(median(crops), 2) },
     };
   },
   markdown(r) {
     const row = (name: string, s: VariantStat) => `| ${name} | ${fmt(s.wallMs, 0)} | ${fmt(s.wallMs - s.outsideModelMs, 0)} | ${fmt(s.outsideModelMs, 0)} | **${pct(s.share, 2)}** | ${pct(s.shareOfNonGeneration, 2)} |`;
     return [
-      `The scripted server (own process) streams like a served model: ${r.ttftMs} ms to the first token, then ${r.tokensPerSecond} tokens/s, each turn a ~${r.thinkTokens}-token thought plus its tool call (these pacing figures are this benchmark's assumption of a 30B-A3B model served on one GPU, not measurements). One question: ${r.steps} crops of ${r.image}, then the answer: ${r.modelCalls} model calls, of which the server spends ${fmt(r.generationMsPerQuestion / 1000, 2)} s generating. Time in the model is measured on the client, around the model client's \`complete()\` (request building, HTTP, streaming); Loupe's share is the rest of the wall time: graph, checkpoints, image tools, ingesting the input. Median of ${r.reps} questions per variant, interleaved.`,
+      `The scripted server (own process) streams like a served model: ${r.ttftMs} ms to the first token, then ${r.tokensPerSecond} tokens/s, each turn a ~${r.thinkTokens}-token thought plus its tool call (these pacing figures are this benchmark's assumption of a 30B-A3B model served on one GPU, not measurements). One question: ${r.steps} crops of ${r.image}, then the answer: ${r.modelCalls} model calls, of which the server spends ${fmt(r.generationMsPerQuestion / 1000, 2)} s generating. Time in the model is measured on the client, around the model client's \`complete()\` (request building, HTTP, streaming); Loupe's share is the rest of the wall time: graph, checkpoints, image tools, ingesting the input. Median of ${r.reps} questions per variant, interleaved; each question starts from a fresh data directory and image store, so its input is read, stored and decoded as a new question's is.`,
       "",
       "| variant | wall per question, ms | inside complete(), ms | outside, ms | share outside the model client | share outside the server's generation |",
       "|---|---|---|---|---|---|",
       row("Loupe (SQLite checkpointer)", r.loupe),
       row("bare loop", r.bare),
       "",
-      `Loupe adds ${fmt(r.loupe.outsideModelMs - r.bare.outsideModelMs, 0)} ms per question over the bare loop's own tool and loop time (${fmt((r.loupe.outsideModelMs - r.bare.outsideModelMs) / r.steps, 1)} ms per tool call).`,
+      `Loupe adds ${fmt(r.loupe.outsideModelMs - r.bare.outsideModelMs, 0)} ms per question over the bare loop's own tool and loop time (${fmt((r.loupe.outsideModelMs - r.bare.outsideModelMs) / r.steps, 1)} ms per tool call). The image work both do, timed apart on a fresh store: ingesting the input ${fmt(r.imageWork.ingestMs, 0)} ms, the 1 MP view of the input ${fmt(r.imageWork.viewMs, 0)} ms, one 1000×750 crop ${fmt(r.imageWork.cropMs, 1)} ms.`,
       ...(r.loupe.share > 0.01 ? latencyReading(r) : []),
     ].join("\n");
   },

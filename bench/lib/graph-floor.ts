@@ -1,12 +1,14 @@
-// The floor under Loupe's per-step cost: LangGraph alone running Loupe's graph shape (planner →
-// Send to a tool node → reflect, three super-steps per tool call) with Loupe's state schema and
-// state updates of Loupe's size, but nodes that do no work. What this costs per step, no change
-// inside Loupe's nodes can remove.
-import { Annotation, END, MemorySaver, Send, START, StateGraph, type BaseCheckpointSaver } from "@langchain/langgraph";
-import { SqliteSaver } from "@langchain/langgraph-checkpoint-sqlite";
+// The floor under Loupe's per-step cost: LangGraph alone running Loupe's graph shape (the planner
+// node, which reflects and plans, then a Send to a tool node: two super-steps per tool call) with
+// Loupe's state channels and state updates of Loupe's size, but nodes that do no work. What this
+// costs per step, no change inside Loupe's nodes can remove. One variant keeps the earlier shape
+// (planner → tool → reflect, three super-steps per call) to show what merging reflect saved.
+import { Annotation, DeltaChannel, END, MemorySaver, Send, START, StateGraph, type BaseCheckpointSaver } from "@langchain/langgraph";
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
-import { AgentState, clearedResults, EMPTY_USAGE, type AgentStateValue, type ToolResult, type Turn } from "../../src/state.js";
+import { LoupeSqliteSaver } from "../../src/checkpointer.js";
+import { AgentGraphState } from "../../src/graph-state.js";
+import { clearedResults, EMPTY_USAGE, type AgentStateValue, type ToolResult, type Turn } from "../../src/state.js";
 import { cropBox } from "./scenarios.js";
 
 const SHA = "0".repeat(64);
@@ -53,64 +55,87 @@ function reflectUpdate(state: AgentStateValue) {
   };
 }
 
-/** Loupe's graph shape over Loupe's zod state schema (LangGraph validates every node's update against it). */
-export function zodFloorGraph(steps: number, checkpointer: BaseCheckpointSaver) {
-  return new StateGraph(AgentState)
-    .addNode("planner", async (s: AgentStateValue) => plannerUpdate(s.usage?.turns ?? 0, steps, s.usage ?? EMPTY_USAGE))
-    .addNode("image_tool", (async (task: { call: { callId: string } }) => ({ results: [toolResult(task.call.callId)] })) as never)
-    .addNode("reflect", async (s: AgentStateValue) => reflectUpdate(s))
-    .addNode("answer", async () => ({ final: { answer: "LOUPE-1", citations: [], reason: "answered" as const } }))
+function values(s: Partial<AgentStateValue>): AgentStateValue {
+  return { ...s, images: s.images ?? [], toolCalls: s.toolCalls ?? [], pending: s.pending ?? [], usage: s.usage ?? EMPTY_USAGE } as AgentStateValue;
+}
+
+/** The planner node as Loupe has it: reflect on the last turn (when there was one), then plan. */
+async function reflectThenPlan(s: Partial<AgentStateValue>, steps: number) {
+  const state = values(s);
+  if (!state.reply) return plannerUpdate(state.usage.turns, steps, state.usage);
+  const reflected = reflectUpdate(state);
+  const planned = plannerUpdate(reflected.usage.turns, steps, reflected.usage);
+  return { ...reflected, ...planned, conversation: [...reflected.conversation, ...planned.conversation] };
+}
+
+const sendTools = (s: Partial<AgentStateValue>) =>
+  s.reply?.kind === "answer" ? "answer" : values(s).pending.map((call) => new Send("image_tool", { call, images: values(s).images.slice(0, 1) }));
+
+const appendAll = (current: unknown[], writes: unknown[][]) => current.concat(...writes);
+
+/** The same channels as AgentGraphState (delta channels for the lists), with no validation of updates. */
+const AnnotationState = Annotation.Root({
+  question: Annotation<string>,
+  imageSources: Annotation<string[]>,
+  images: new DeltaChannel(appendAll) as unknown as ReturnType<typeof Annotation<AgentStateValue["images"]>>,
+  conversation: new DeltaChannel(appendAll) as unknown as ReturnType<typeof Annotation<Turn[]>>,
+  plan: Annotation<unknown>,
+  planReview: Annotation<unknown>,
+  pending: Annotation<AgentStateValue["pending"]>,
+  results: Annotation<ToolResult[]>({ reducer: (a, b) => a.concat(b), default: () => [] }),
+  toolCalls: new DeltaChannel(appendAll) as unknown as ReturnType<typeof Annotation<AgentStateValue["toolCalls"]>>,
+  usage: Annotation<AgentStateValue["usage"]>,
+  reply: Annotation<AgentStateValue["reply"]>,
+  exhausted: Annotation<string | null>,
+  final: Annotation<unknown>,
+});
+
+function graphOf(state: typeof AgentGraphState | typeof AnnotationState, steps: number, checkpointer: BaseCheckpointSaver | false, superSteps: 2 | 3, onTool: () => void) {
+  const tool = (async (task: { call: { callId: string } }) => {
+    onTool();
+    return { results: [toolResult(task.call.callId)] };
+  }) as never;
+  const answer = async () => ({ final: { answer: "LOUPE-1", citations: [], reason: "answered" as const } });
+  if (superSteps === 2) {
+    return new StateGraph(state as typeof AgentGraphState)
+      .addNode("planner", async (s: Partial<AgentStateValue>) => reflectThenPlan(s, steps))
+      .addNode("image_tool", tool)
+      .addNode("answer", answer)
+      .addEdge(START, "planner")
+      .addConditionalEdges("planner", sendTools as never, ["answer", "image_tool"])
+      .addEdge("image_tool", "planner")
+      .addEdge("answer", END)
+      .compile({ checkpointer });
+  }
+  return new StateGraph(state as typeof AgentGraphState)
+    .addNode("planner", async (s: Partial<AgentStateValue>) => plannerUpdate(values(s).usage.turns, steps, values(s).usage))
+    .addNode("image_tool", tool)
+    .addNode("reflect", async (s: Partial<AgentStateValue>) => reflectUpdate(values(s)))
+    .addNode("answer", answer)
     .addEdge(START, "planner")
-    .addConditionalEdges("planner", (s: AgentStateValue) => (s.reply?.kind === "answer" ? "answer" : s.pending.map((call) => new Send("image_tool", { call, images: s.images }))), ["answer", "image_tool"])
+    .addConditionalEdges("planner", sendTools as never, ["answer", "image_tool"])
     .addEdge("image_tool", "reflect")
     .addEdge("reflect", "planner")
     .addEdge("answer", END)
     .compile({ checkpointer });
 }
 
-const append = <T>() => ({ reducer: (a: T[], b: T[]) => a.concat(b), default: () => [] as T[] });
+export type FloorVariant = "none" | "annotation-memory" | "schema-memory" | "schema-sqlite" | "schema-memory-3";
 
-/** The same graph over a plain Annotation state: the same channels and reducers, no runtime validation. */
-export function annotationFloorGraph(steps: number, checkpointer: BaseCheckpointSaver) {
-  const State = Annotation.Root({
-    question: Annotation<string>,
-    imageSources: Annotation<string[]>,
-    images: Annotation<AgentStateValue["images"]>(append()),
-    conversation: Annotation<Turn[]>(append()),
-    plan: Annotation<unknown>,
-    pending: Annotation<AgentStateValue["pending"]>,
-    results: Annotation<ToolResult[]>(append()),
-    toolCalls: Annotation<AgentStateValue["toolCalls"]>(append()),
-    usage: Annotation<AgentStateValue["usage"]>,
-    reply: Annotation<AgentStateValue["reply"]>,
-    exhausted: Annotation<string | null>,
-    final: Annotation<unknown>,
-  });
-  type S = typeof State.State;
-  return new StateGraph(State)
-    .addNode("planner", async (s: S) => plannerUpdate(s.usage?.turns ?? 0, steps, s.usage ?? EMPTY_USAGE))
-    .addNode("image_tool", (async (task: { call: { callId: string } }) => ({ results: [toolResult(task.call.callId)] })) as never)
-    .addNode("reflect", async (s: S) => reflectUpdate({ ...s, images: s.images ?? [], toolCalls: s.toolCalls ?? [], usage: s.usage ?? EMPTY_USAGE } as AgentStateValue))
-    .addNode("answer", async () => ({ final: { answer: "LOUPE-1", citations: [], reason: "answered" } }))
-    .addEdge(START, "planner")
-    .addConditionalEdges("planner", (s: S) => (s.reply?.kind === "answer" ? "answer" : (s.pending ?? []).map((call) => new Send("image_tool", { call, images: s.images }))), ["answer", "image_tool"])
-    .addEdge("image_tool", "reflect")
-    .addEdge("reflect", "planner")
-    .addEdge("answer", END)
-    .compile({ checkpointer });
-}
-
-export type FloorVariant = "zod-memory" | "zod-sqlite" | "annotation-memory";
+export const FLOOR_VARIANTS: FloorVariant[] = ["none", "annotation-memory", "schema-memory", "schema-sqlite", "schema-memory-3"];
 
 /** A runner for one floor variant: each call runs a fresh thread of `steps` tool calls, as ask() does. */
 export function floorRunner(variant: FloorVariant, steps: number, dir: string): { run: () => Promise<void>; close: () => void } {
-  const sqlite = variant.endsWith("sqlite") ? SqliteSaver.fromConnString(join(dir, `floor-${variant}.sqlite`)) : undefined;
-  const saver = sqlite ?? new MemorySaver();
-  const graph = variant.startsWith("zod") ? zodFloorGraph(steps, saver) : annotationFloorGraph(steps, saver);
+  const sqlite = variant === "schema-sqlite" ? LoupeSqliteSaver.fromConnString(join(dir, `floor-${variant}.sqlite`)) : undefined;
+  const saver: BaseCheckpointSaver | false = variant === "none" ? false : (sqlite ?? new MemorySaver());
+  const state = variant === "none" || variant === "annotation-memory" ? AnnotationState : AgentGraphState;
+  let toolRuns = 0;
+  const graph = graphOf(state, steps, saver, variant === "schema-memory-3" ? 3 : 2, () => toolRuns++);
   return {
     async run() {
+      toolRuns = 0;
       const config = { configurable: { thread_id: randomUUID() } };
-      await graph.getState(config);
+      if (saver) await graph.getState(config);
       const stream = await graph.stream({ question: "q", imageSources: [] } as never, {
         ...config,
         recursionLimit: 3 * steps + 20,
@@ -118,8 +143,11 @@ export function floorRunner(variant: FloorVariant, steps: number, dir: string): 
         streamMode: ["custom"],
       });
       for await (const _ of stream as AsyncIterable<unknown>) void _;
-      const state = await graph.getState(config);
-      if ((state.values as { toolCalls?: unknown[] }).toolCalls?.length !== steps) throw new Error(`graph floor ${variant}: wrong number of steps`);
+      if (saver) {
+        const toolCalls = ((await graph.getState(config)).values as Partial<AgentStateValue>).toolCalls;
+        if (toolCalls?.length !== steps) throw new Error(`graph floor ${variant}: ${toolCalls?.length} tool calls in the state instead of ${steps}`);
+      }
+      if (toolRuns !== steps) throw new Error(`graph floor ${variant}: ${toolRuns} tool runs instead of ${steps}`);
     },
     close: () => sqlite?.db.close(),
   };

@@ -1,5 +1,6 @@
 // Model scripts for the benchmarks, keyed on the request: the step is the number of assistant
 // messages already in the conversation, so every thread gets its own trajectory from one server.
+import type { ModelClient } from "../../src/model.js";
 import type { RecordedRequest, ScriptedTurn } from "../../test/fixtures/scripted-model-server.js";
 
 export interface CropScenario {
@@ -74,4 +75,25 @@ export function generationMs(s: CropScenario, k: number, ttftMs: number, tokensP
     tokens.push(...pieces(typeof call.arguments === "string" ? call.arguments : JSON.stringify(call.arguments)));
   }
   return ttftMs + tokens.slice(1).reduce((a, t) => a + (t / tokensPerSecond) * 1000, 0);
+}
+
+/**
+ * A model client that answers in-process, turn k of the scenario for a conversation with k
+ * assistant turns, the way the scripted server does but with no HTTP and no request building: for
+ * timing what the graph and the nodes cost by themselves.
+ */
+export function scriptedClient(s: CropScenario): ModelClient {
+  return {
+    url: "in-process",
+    modelName: async () => "scripted-vl",
+    async complete(turns) {
+      const turn = cropTurn(s, turns.filter((t) => t.role === "assistant").length);
+      const toolCalls = (turn.toolCalls ?? []).map((c, i) => ({
+        id: c.id ?? `call_${i}`,
+        name: c.name,
+        arguments: typeof c.arguments === "string" ? c.arguments : JSON.stringify(c.arguments),
+      }));
+      return { content: turn.content ?? "", toolCalls, finishReason: toolCalls.length ? "tool_calls" : "stop", usage: { promptTokens: 0, completionTokens: 0 }, ms: 0 };
+    },
+  };
 }
