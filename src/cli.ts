@@ -11,26 +11,12 @@ import { dirname } from "node:path";
 import { runIndexCommand } from "../tools/search/corpus.js";
 import { ImageInputError } from "./images.js";
 import { ModelServerError } from "./model.js";
+import { int, num } from "./cli-args.js";
 import { ask, RunError, RunPaused, type AskResult } from "./run.js";
 import { continueCommand, decisionFromFlags, EXIT_PAUSED, reportPause, UsageError } from "./cli-review.js";
 import { runServeImages } from "./serve-images.js";
 import { registerEvalCommands } from "./eval/cli.js";
 
-function int(name: string) {
-  return (value: string) => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a whole number, got "${value}"`);
-    return n;
-  };
-}
-
-function num(name: string) {
-  return (value: string) => {
-    const n = Number(value);
-    if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number, got "${value}"`);
-    return n;
-  };
-}
 
 function collect(value: string, previous: string[] = []) {
   return [...previous, value];

@@ -73,6 +73,11 @@ const EMPTY_VALUES: Omit<AgentStateValue, "question" | "usage"> = {
   final: null,
 };
 
+/** A thread's values with the channels never written filled in with their empty values. */
+export function withEmptyChannels(values: Record<string, unknown>): AgentStateValue {
+  return { ...EMPTY_VALUES, ...values } as AgentStateValue;
+}
+
 /**
  * The state of a thread at its latest checkpoint (or at `checkpointId`), read from the checkpointer
  * alone, with the delta channels rebuilt the way LangGraph rebuilds them; null when the thread does
@@ -98,5 +103,5 @@ export async function readAgentState(
     if (history) channel.replayWrites(history.writes);
     values[k] = channel.isAvailable() ? channel.get() : [];
   }
-  return { ...EMPTY_VALUES, ...values } as AgentStateValue;
+  return withEmptyChannels(values);
 }

@@ -1,10 +1,9 @@
 // `loupe eval` as a user runs it: a child process against a scripted model server and a scripted judge, the real SQLite checkpointer.
-import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { startScriptedModelServer, type ScriptedModelServer } from "./fixtures/scripted-model-server.js";
-import { tempDir } from "./helpers.js";
+import { baseEnv, runCli as runLoupe, tempDir } from "./helpers.js";
 import {
   CORRECT,
   CROPPING,
@@ -22,31 +21,9 @@ import { runEval } from "../src/eval/run.js";
 import type { Comparison } from "../src/eval/compare.js";
 import type { EvalSummary, ResultRow } from "../src/eval/summary.js";
 
-const ROOT = resolve(import.meta.dirname, "..");
-const BIN = join(ROOT, "bin", "loupe.mjs");
 
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-function runCli(args: string[], env: Record<string, string>, onSpawn?: (kill: () => void) => void): Promise<Run> {
-  return new Promise((done, fail) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, LOUPE_RETRY_BASE_MS: "10", ...env },
-      cwd: ROOT,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    child.on("error", fail);
-    child.on("close", (code, signal) => done({ code, signal, stdout, stderr }));
-    onSpawn?.(() => child.kill("SIGKILL"));
-  });
+function runCli(args: string[], env: Record<string, string>, onSpawn?: (kill: () => void) => void) {
+  return runLoupe(args, baseEnv({ LOUPE_RETRY_BASE_MS: "10", ...env }), onSpawn);
 }
 
 function rowsOf(runDir: string): ResultRow[] {

@@ -13,24 +13,10 @@ import { compareRuns, formatComparison } from "./compare.js";
 import { EXPORT_FORMATS, exportTrajectories, formatExportReport, type ExportFormat } from "./export.js";
 import { FORMATS, type DatasetFormat } from "./items.js";
 import { writeReport } from "./report.js";
+import { int, num } from "../cli-args.js";
 import { defaultRunDir, formatSummary, runEval } from "./run.js";
 import { MANIFEST_FILE, readManifest, type RunManifest } from "./summary.js";
 
-function count(name: string, min: number) {
-  return (value: string) => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be a whole number of at least ${min}, got "${value}"`);
-    return n;
-  };
-}
-
-function num(name: string) {
-  return (value: string) => {
-    const n = Number(value);
-    if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number, got "${value}"`);
-    return n;
-  };
-}
 
 /** The most recent run of this dataset under <dataDir>/runs, for `--resume` without `--out`. */
 function latestRunOf(dataDir: string, dataset: string): string | undefined {
@@ -71,8 +57,8 @@ export function registerEvalCommands(program: Command): void {
     .description("Evaluate the agent on a benchmark file: every item a checkpointed thread, scored by option extraction, an LLM judge or exact match; writes results.jsonl, summary.json and report.html.")
     .argument("<dataset>", "benchmark file: .jsonl, .json, .parquet or .tsv")
     .addOption(new Option("--format <format>", "dataset format (default: detected from the file)").choices(["auto", ...FORMATS]).default("auto"))
-    .option("--limit <n>", "evaluate only the first N items", count("--limit", 1))
-    .option("--concurrency <n>", "items in flight at once (keeps a vLLM server busy; search calls stay within their providers' limits)", count("--concurrency", 1), 4)
+    .option("--limit <n>", "evaluate only the first N items", int("--limit", 1))
+    .option("--concurrency <n>", "items in flight at once (keeps a vLLM server busy; search calls stay within their providers' limits)", int("--concurrency", 1), 4)
     .option("--judge-url <url>", "OpenAI-compatible endpoint of the LLM judge for open answers (env LOUPE_JUDGE_URL; without one, exact match / containment)")
     .option("--judge-model <name>", "judge model name (env LOUPE_JUDGE_MODEL; default: the first model the endpoint lists)")
     .option("--judge-api-key <key>", "judge API key (env LOUPE_JUDGE_API_KEY or OPENAI_API_KEY)")
@@ -86,12 +72,12 @@ export function registerEvalCommands(program: Command): void {
     .option("--api-key <key>", "model server API key (env LOUPE_API_KEY or OPENAI_API_KEY)")
     .addOption(new Option("--dialect <dialect>", `tools or tags (env ${ENV_VARS.dialect}; default tools)`).choices(["tools", "tags"]))
     .option("--plan", `R1V4 Plan mode: an up-front plan per item (env ${ENV_VARS.plan})`)
-    .option("--max-tool-calls <n>", `tool-call budget per item (env ${ENV_VARS.maxToolCalls}; default 24)`, count("--max-tool-calls", 0))
-    .option("--max-turns <n>", `model-turn budget per item (env ${ENV_VARS.maxTurns}; default 40)`, count("--max-turns", 1))
+    .option("--max-tool-calls <n>", `tool-call budget per item (env ${ENV_VARS.maxToolCalls}; default 24)`, int("--max-tool-calls", 0))
+    .option("--max-turns <n>", `model-turn budget per item (env ${ENV_VARS.maxTurns}; default 40)`, int("--max-turns", 1))
     .option("--temperature <t>", `sampling temperature (env ${ENV_VARS.temperature}; default 0.2, as R1V4's evaluation)`, num("--temperature"))
-    .option("--max-tokens <n>", `most tokens per model turn (env ${ENV_VARS.maxTokens}; default 4096)`, count("--max-tokens", 16))
-    .option("--timeout-ms <ms>", `time limit per model request (env ${ENV_VARS.timeoutMs})`, count("--timeout-ms", 100))
-    .option("--retries <n>", `retries of a failed model request (env ${ENV_VARS.retries})`, count("--retries", 0))
+    .option("--max-tokens <n>", `most tokens per model turn (env ${ENV_VARS.maxTokens}; default 4096)`, int("--max-tokens", 16))
+    .option("--timeout-ms <ms>", `time limit per model request (env ${ENV_VARS.timeoutMs})`, int("--timeout-ms", 100))
+    .option("--retries <n>", `retries of a failed model request (env ${ENV_VARS.retries})`, int("--retries", 0))
     .option("--data-dir <dir>", `checkpoints, images, search and judge caches (env ${ENV_VARS.dataDir}; default .loupe)`)
     .option("--no-report", "do not write report.html")
     .option("--json", "print summary.json on stdout instead of the table")

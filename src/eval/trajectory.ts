@@ -3,6 +3,7 @@ import type { ImageRef } from "../images.js";
 import type { AgentStateValue, Part, PlanStep, ToolCallRecord, Turn } from "../state.js";
 import { toPixelBox, type Coords, type PixelBox } from "../../tools/image-ops.js";
 import { answerTagText } from "./score.js";
+import { withEmptyChannels } from "../graph-state.js";
 
 export interface TrajImage extends ImageRef {
   /** For crops and zooms: the region of the parent it shows, in the parent's pixels. */
@@ -64,19 +65,7 @@ export async function readThreadState(reader: ThreadReader, threadId: string): P
   const values = snapshot.values as Partial<AgentStateValue> | undefined;
   if (!values || values.question === undefined) return null;
   // Channels never written have no value; give them their empty values.
-  return {
-    imageSources: [],
-    images: [],
-    conversation: [],
-    plan: null,
-    pending: [],
-    results: [],
-    toolCalls: [],
-    reply: null,
-    exhausted: null,
-    final: null,
-    ...values,
-  } as AgentStateValue;
+  return withEmptyChannels(values);
 }
 
 const FORMAT_ERROR = /^(?:<observation>\s*)?Format error: ([\s\S]*?)(?:\s*<\/observation>)?$/;
