@@ -107,6 +107,10 @@ export const LoupeConfigSchema = z.object({
     .string()
     .default("")
     .describe("Comma-separated search providers to use (corpus, tavily, serper, serper-lens, serpapi-lens, searxng, web); empty: every one that is configured"),
+  cachedImageSearch: z
+    .boolean()
+    .default(false)
+    .describe("Offer image_search from the search cache alone when no Lens key is set (imported benchmark results, e.g. MMSearch); replay mode always does"),
   searchConcurrency: z.int().min(1).max(64).default(4).describe("Requests in flight at once, per search provider"),
   searchRatePerSecond: z.number().min(0.01).max(1000).default(5).describe("Most requests started per second, per search provider"),
   searchRetries: z.int().min(0).max(10).default(3).describe("Retries of a search request answered 429 or 5xx (backoff with jitter)"),
@@ -168,6 +172,7 @@ export const ENV_VARS: Record<Key, string> = {
   searxngUrl: "LOUPE_SEARXNG_URL",
   publicImageBaseUrl: "LOUPE_PUBLIC_IMAGE_BASE_URL",
   searchProviders: "LOUPE_SEARCH_PROVIDERS",
+  cachedImageSearch: "LOUPE_CACHED_IMAGE_SEARCH",
   searchConcurrency: "LOUPE_SEARCH_CONCURRENCY",
   searchRatePerSecond: "LOUPE_SEARCH_RATE",
   searchRetries: "LOUPE_SEARCH_RETRIES",

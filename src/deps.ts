@@ -26,6 +26,8 @@ export interface AgentDeps {
   model(config: LoupeConfig): ModelClient;
   /** Reads an input image (file path, http(s) URL or data: URL); the served graph takes URLs only. Default: readImageSource. */
   readImage?: (source: string, signal?: AbortSignal) => Promise<Buffer>;
+  /** The search cache the providers go through (absent in live mode), e.g. to import benchmark results into. */
+  searchCache?: SearchCacheStore;
   /** The shared Postgres database when LOUPE_DATABASE_URL is set (images, search cache; the checkpointer can share it). */
   database?: LoupeDatabase;
   /** Releases open resources (the search cache database, the Postgres pool). */
@@ -74,7 +76,7 @@ export function searchProvidersFrom(
   if (cache && config.searchCache !== "live") {
     const keys = [secrets.tavilyApiKey, secrets.serperApiKey, secrets.serpapiApiKey, secrets.apiKey].filter((k): k is string => Boolean(k));
     // Replaying a cache that holds imported reverse-search results (MMSearch) needs no Lens key.
-    if (config.searchCache === "replay" && !remote.some((p) => p.imageSearch) && chosen("serper-lens")) {
+    if ((config.searchCache === "replay" || config.cachedImageSearch) && !remote.some((p) => p.imageSearch) && chosen("serper-lens")) {
       remote.push(cacheOnlyProvider("serper-lens", ["imageSearch"]));
     }
     remote = remote.map((p) => cachedProvider(p, cache, config.searchCache, { secrets: keys }));
@@ -139,6 +141,7 @@ export function createDeps(
     defaults: config,
     images,
     search,
+    searchCache: cache ?? undefined,
     database,
     readImage: overrides.readImage,
     close: async () => {

@@ -3,7 +3,7 @@
 // a goal (Loupe's guarded reader), answer with citations. Then replay it from the cache with no network,
 // and check that no API key reached the databases, the --json output or the logs.
 import { createServer, type Server } from "node:http";
-import { readdir, readFile } from "node:fs/promises";
+import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, expect, it } from "vitest";
 import { createImageRoute, imageRouteSecret, serveImageRoute } from "../src/image-route.js";
@@ -13,6 +13,7 @@ import { FAKE_TAVILY_API_KEY, startFakeTavilyServer, type FakeTavilyServer } fro
 import { startScriptedModelServer, type RecordedRequest, type ScriptEntry } from "./fixtures/scripted-model-server.js";
 import sharp from "sharp";
 import { ask } from "../src/run.js";
+import { runEval } from "../src/eval/run.js";
 import { SearchCache, searchCachePath } from "../tools/search/cache.js";
 import { importMmsearchResults } from "../tools/search/mmsearch-import.js";
 import { baseEnv, imagesInRequest, NETWORK_GUARD, runCli, tempDir, testAgent, testSettings, writeImage } from "./helpers.js";
@@ -269,4 +270,26 @@ it("MMSearch offline: an imported Lens screenshot is replayed with no key and sh
     [800, 600],
     [320, 200],
   ]);
+});
+
+it("loupe eval on MMSearch rows answers image_search on the question image from the recorded results, with no Lens key", async () => {
+  await writeImage(tmp.dir, "q.jpg", await harbourImage(640, 480));
+  const dataset = join(tmp.dir, "mmsearch.jsonl");
+  const recorded = JSON.stringify([{ title: "North Pier Lighthouse, Port Loupe", link: "https://example.org/north-pier", snippet: "A lighthouse in Port Loupe" }]);
+  await writeFile(dataset, `${JSON.stringify({ sample_id: "m1", query: "In which town is this lighthouse?", query_image: "q.jpg", gt_answer: "Port Loupe", area: "travel", image_search_result: recorded })}\n`);
+  const model = await startScriptedModelServer({
+    script: [
+      { content: "<think>Reverse-search the photo.</think>", toolCalls: [{ name: "image_search", arguments: { image_paths: ["img_0"] } }] },
+      (req: RecordedRequest) => ({ content: `<answer>${JSON.stringify(req.body?.messages ?? []).includes("North Pier Lighthouse, Port Loupe") ? "Port Loupe" : "unknown"}</answer>` }),
+    ],
+  });
+  const settings = testSettings({ modelUrl: model.url, dataDir: join(tmp.dir, "data") });
+  const logs: string[] = [];
+  const outcome = await runEval({ dataset, concurrency: 1, out: join(tmp.dir, "run"), resume: false, settings, secrets: {}, progress: false, report: false, log: (l) => logs.push(l) });
+  await model.close();
+  expect(logs.join("\n")).toContain("1 recorded reverse image searches");
+  expect(outcome.summary.accuracy.accuracy).toBe(1);
+  const row = JSON.parse((await readFile(join(tmp.dir, "run", "results.jsonl"), "utf8")).trim());
+  expect(row.prediction).toBe("Port Loupe");
+  expect(serper.requests).toHaveLength(0);
 });

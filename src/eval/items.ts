@@ -27,6 +27,12 @@ export interface EvalItem {
   category: string;
   /** Where the item came from, for messages. */
   source: { file: string; row: number };
+  /**
+   * MMSearch: the benchmark's recorded reverse image search of the first image (its
+   * `image_search_result` column: a hit list or a screenshot), imported into the search cache so
+   * image_search on img_0 runs offline.
+   */
+  imageSearchResult?: unknown;
 }
 
 export const FORMATS = ["jsonl", "mmsearch", "fvqa", "webwatcher", "browsecomp-vl", "livevqa", "vlmeval-tsv", "csvqa", "emma"] as const;

@@ -402,7 +402,8 @@ function mapBrowseComp(r: Row): EvalItem {
 /** MMSearch end2end Parquet: sample_id, query, query_image, gt_answer, alternative_gt_answers, area, subfield. */
 function mapMmsearch(r: Row): EvalItem {
   if (!("query" in r.value) && "prompt" in r.value) return mapWebWatcher(r);
-  return makeItem(r, {
+  const recorded = r.value.image_search_result;
+  const item = makeItem(r, {
     id: r.id(["sample_id"]),
     question: r.text(["query"], "the question"),
     images: r.images(["query_image"], false),
@@ -410,6 +411,7 @@ function mapMmsearch(r: Row): EvalItem {
     category: r.optionalText(["area", "subfield"]),
     open: true,
   });
+  return recorded === undefined || recorded === null ? item : { ...item, imageSearchResult: recorded };
 }
 
 /** MMSearch-R1's FVQA Parquet: prompt [{role, content}], images [{bytes}], reward_model {ground_truth, candidate_answers}. */

@@ -2,6 +2,8 @@
 import { createHash, randomBytes } from "node:crypto";
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { readFile } from "node:fs/promises";
+import { importMmsearchResults } from "../../tools/search/mmsearch-import.js";
 import cliProgress from "cli-progress";
 import { createAgent, type LoupeAgent } from "../../graphs/build.js";
 import { openCheckpointer } from "../checkpointer.js";
@@ -93,6 +95,13 @@ function extOf(contentType: string, bytes: Buffer): string {
   if (/webp/.test(contentType)) return ".webp";
   if (/gif/.test(contentType)) return ".gif";
   return ".img";
+}
+
+/** Imports an item's recorded reverse image search under the hash its first image gets in the store (what image_search on img_0 looks up). */
+async function importRecordedImageSearch(item: EvalItem, firstImage: string | undefined, deps: AgentDeps): Promise<void> {
+  if (item.imageSearchResult === undefined || !firstImage || !deps.searchCache) return;
+  const stored = await deps.images.ingest(await readFile(firstImage));
+  await importMmsearchResults(deps.searchCache, [{ imageSha256: stored.sha256, results: item.imageSearchResult }], "serper-lens", { images: deps.images });
 }
 
 /** Input images as local files: remote URLs are downloaded once (through the guarded fetch, as web_visit reads pages) into the run directory. */
@@ -243,8 +252,13 @@ export async function runEval(options: EvalOptions): Promise<EvalOutcome> {
   const dataset = await loadDataset(options.dataset, { format, limit, imagesDir: options.imagesDir, imagesOut: inputsDir });
   const items = dataset.items;
 
-  const settings = options.settings;
+  // MMSearch ships each question's recorded reverse image search: image_search on the question image
+  // is answered from those (imported into the search cache), with or without a Lens key.
+  const recorded = items.filter((i) => i.imageSearchResult !== undefined).length;
+  const offlineLens = recorded > 0 && options.settings.searchCache !== "live" && options.settings.searchCache !== "record";
+  const settings: LoupeConfig = offlineLens ? { ...options.settings, cachedImageSearch: true } : options.settings;
   const deps = createDeps(settings, options.secrets, options.deps);
+  if (offlineLens) log(`loupe eval: ${recorded} recorded reverse image searches in the dataset; image_search on a question's image is answered from them`);
   const checkpointer = await openCheckpointer(settings, deps.database).catch(async (err) => {
     await deps.close();
     throw err;
@@ -308,6 +322,7 @@ export async function runEval(options: EvalOptions): Promise<EvalOutcome> {
         } else {
           stage = "input";
           const images = await materialize(item.images, inputsDir, settings, options.signal);
+          if (offlineLens) await importRecordedImageSearch(item, images[0], deps);
           stage = "agent";
           result = await ask(agent, { settings, threadId, question: item.question, images, signal: options.signal });
         }

@@ -1,6 +1,6 @@
 // Imports MMSearch's benchmark-provided reverse image search results into the search cache, so MMSearch runs offline.
 import type { StoredImage } from "../../src/images.js";
-import { imageSearchKey, type SearchCache } from "./cache.js";
+import { imageSearchKey, type SearchCacheStore } from "./cache.js";
 import type { SearchHit } from "./provider.js";
 
 /**
@@ -128,7 +128,7 @@ export function parseMmsearchImageSearchResult(raw: unknown): MmsearchImageSearc
  * so a replay or read-write run finds it and serves it for any maxResults.
  */
 export async function importMmsearchResults(
-  cache: SearchCache,
+  cache: Pick<SearchCacheStore, "put">,
   rows: MmsearchImportRow[],
   provider = "serper-lens",
   options: MmsearchImportOptions = {},
@@ -159,7 +159,7 @@ export async function importMmsearchResults(
     } else {
       answer = { hits: parsed.hits };
     }
-    cache.put(imageSearchKey(provider, sha), answer, {
+    await cache.put(imageSearchKey(provider, sha), answer, {
       provider,
       operation: "image_search",
       input: `sha256:${sha} (imported from MMSearch)`,
