@@ -136,7 +136,10 @@ it("crop → reverse image search → text search → goal-directed visit → an
   const crop = await new ImageStore(join(data, "images")).read({ sha256: serper.imageFetches[0]!.sha256!, mime: "image/jpeg" }).catch(() =>
     new ImageStore(join(data, "images")).read({ sha256: serper.imageFetches[0]!.sha256!, mime: "image/png" }),
   );
-  expect(crop.length).toBeGreaterThan(0);
+  // The image Lens downloaded is the crop (img_1: 400×300 of the 1600×1200 photo), not the whole photo.
+  expect(out.images[1]).toEqual(expect.objectContaining({ id: "img_1", width: 400, height: 300 }));
+  const fetched = await sharp(crop).metadata();
+  expect([fetched.width, fetched.height]).toEqual([400, 300]);
   // The model saw the Lens match, the search hit and the page's evidence, with their URLs.
   const last = JSON.stringify(model.chatRequests().at(-1)!.body.messages);
   expect(last).toContain(LENS_TITLE);
