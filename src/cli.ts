@@ -173,6 +173,9 @@ your review (the message says how to continue).`,
       const threadId = (opts.resume ?? opts.thread ?? randomUUID()) as string;
       try {
         if (!opts.quiet && opts.resume) write(`loupe: resuming thread ${threadId}`);
+        if (!opts.quiet && (secrets.serperApiKey || secrets.serpapiApiKey) && !settings.publicImageBaseUrl && settings.searchCache !== "replay") {
+          write("loupe: note: reverse image search (Lens) needs LOUPE_PUBLIC_IMAGE_BASE_URL, where `loupe serve-images` is reachable from the internet; until then image_search reports it to the model");
+        }
         const result = await ask(agent, {
           settings,
           question,

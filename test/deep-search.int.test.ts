@@ -210,6 +210,7 @@ it("a refused Serper key becomes an observation naming SERPER_API_KEY, and the k
   expect(serper.requests.filter((r) => r.path === "/lens")).toHaveLength(1);
   for (const file of await filesUnder(data)) expect((await readFile(file)).includes(Buffer.from(badKey)), file).toBe(false);
   expect(run.stdout + run.stderr).not.toContain(badKey);
+  expect(run.stderr).not.toContain("needs LOUPE_PUBLIC_IMAGE_BASE_URL");
 });
 
 it("an image URL from the results, visited, becomes a new image the model can look at and crop", async () => {
@@ -225,8 +226,17 @@ it("an image URL from the results, visited, becomes a new image the model can lo
   });
   const run = await runCli(
     ["ask", "--json", "--model-url", model.url, "--image", image, "--data-dir", data, "What does the sign say?"],
-    baseEnv({ TAVILY_API_KEY: FAKE_TAVILY_API_KEY, LOUPE_TAVILY_URL: tavily.url, LOUPE_WEB_VISIT: "direct", LOUPE_WEB_ALLOW_HOSTS: new URL(pageUrl).host }),
+    baseEnv({
+      TAVILY_API_KEY: FAKE_TAVILY_API_KEY,
+      LOUPE_TAVILY_URL: tavily.url,
+      LOUPE_WEB_VISIT: "direct",
+      LOUPE_WEB_ALLOW_HOSTS: new URL(pageUrl).host,
+      // A Lens key with no public image URL: the run says what is missing up front.
+      SERPER_API_KEY: FAKE_SERPER_API_KEY,
+      LOUPE_SERPER_URL: serper.url,
+    }),
   );
+  expect(run.stderr).toContain("reverse image search (Lens) needs LOUPE_PUBLIC_IMAGE_BASE_URL");
   const requests = model.chatRequests();
   await model.close();
   expect(run.code).toBe(0);
