@@ -1,4 +1,5 @@
 // The agent graph as LangGraph Studio and the graph API serve it (see langgraph.json), plus the builders for composition.
+import { BUDGET_LIMITS } from "../src/config.js";
 import { servedDeps } from "../src/server-deps.js";
 import { createAgent, recursionLimitFor } from "./build.js";
 
@@ -6,9 +7,12 @@ export { buildAgentGraph, createAgent, recursionLimitFor, type CreateAgentOption
 
 /**
  * The compiled graph, configured from the environment; the server supplies its own checkpointer.
- * Its step limit fits the configured budgets, so clients need not pass recursion_limit.
+ * A run's context may raise its budgets, so the step limit fits the largest budgets a context can
+ * set (the budgets, not the step limit, end a run): clients need not pass recursion_limit.
  */
 export const graph = (() => {
   const deps = servedDeps();
-  return createAgent({ deps }).withConfig({ recursionLimit: recursionLimitFor(deps.defaults) });
+  return createAgent({ deps }).withConfig({
+    recursionLimit: recursionLimitFor({ ...BUDGET_LIMITS, approvePlan: true, approveSearch: true, approveWebVisit: true }),
+  });
 })();

@@ -6,6 +6,9 @@ export const DIALECTS = ["tools", "tags"] as const;
 export type Dialect = (typeof DIALECTS)[number];
 export const COORDS = ["rel1000", "norm1", "pixel"] as const;
 
+/** The largest budgets a run may set (also what the served graph's step limit allows for). */
+export const BUDGET_LIMITS = { maxToolCalls: 1000, maxTurns: 2000 } as const;
+
 /**
  * Run-time settings. This is also the graph's context schema, so LangGraph Studio shows it.
  * Secrets (API keys) are deliberately not here: they come from the environment or flags
@@ -17,6 +20,10 @@ export const LoupeConfigSchema = z.object({
     .url()
     .default("http://localhost:8000/v1")
     .describe("Base URL of the OpenAI-compatible model server (vLLM), including /v1"),
+  modelUrlAllow: z
+    .string()
+    .default("")
+    .describe("Comma-separated origins (e.g. http://gpu-2:8000) a run's context may point modelUrl at besides the configured one; read from the server's own settings only"),
   model: z
     .string()
     .optional()
@@ -25,8 +32,8 @@ export const LoupeConfigSchema = z.object({
     .enum(DIALECTS)
     .default("tools")
     .describe("tools: OpenAI function calling (vLLM --enable-auto-tool-choice --tool-call-parser hermes); tags: R1V4 <think>/<tool_call>/<answer> text protocol"),
-  maxToolCalls: z.int().min(0).max(1000).default(24).describe("Budget of tool calls per question"),
-  maxTurns: z.int().min(1).max(2000).default(40).describe("Budget of model turns per question"),
+  maxToolCalls: z.int().min(0).max(BUDGET_LIMITS.maxToolCalls).default(24).describe("Budget of tool calls per question"),
+  maxTurns: z.int().min(1).max(BUDGET_LIMITS.maxTurns).default(40).describe("Budget of model turns per question"),
   maxImagesInContext: z
     .int()
     .min(1)
@@ -140,6 +147,7 @@ type Key = keyof LoupeConfig;
 /** Environment variable for each setting; the README's table is generated from the same list. */
 export const ENV_VARS: Record<Key, string> = {
   modelUrl: "LOUPE_MODEL_URL",
+  modelUrlAllow: "LOUPE_MODEL_URL_ALLOW",
   model: "LOUPE_MODEL",
   dialect: "LOUPE_DIALECT",
   maxToolCalls: "LOUPE_MAX_TOOL_CALLS",

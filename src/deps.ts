@@ -1,7 +1,7 @@
 // What the agent's nodes depend on (model client, image store, search providers), built by a factory, never module singletons.
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { ConfigError, LoupeConfigSchema, type LoupeConfig, type LoupeSecrets } from "./config.js";
+import { ConfigError, ENV_VARS, LoupeConfigSchema, type LoupeConfig, type LoupeSecrets } from "./config.js";
 import { ImageStore, type ImageMime } from "./images.js";
 import { OpenAICompatibleModel, type ModelClient } from "./model.js";
 import type { SearchProvider } from "../tools/search/provider.js";
@@ -165,6 +165,20 @@ export function createDeps(
   };
 }
 
+/**
+ * A run's context may choose another model server only among the origins the server allows: else
+ * any API client could make the server send requests (and the conversation) to any address.
+ */
+function checkModelOrigin(defaults: LoupeConfig, modelUrl: string): void {
+  const origin = new URL(modelUrl).origin;
+  if (origin === new URL(defaults.modelUrl).origin) return;
+  const allowed = defaults.modelUrlAllow.split(",").map((o) => o.trim().replace(/\/+$/, "")).filter(Boolean);
+  if (allowed.some((o) => URL.canParse(o) && new URL(o).origin === origin)) return;
+  throw new ConfigError(
+    `a run's modelUrl may point only at the configured model server (${new URL(defaults.modelUrl).origin}); add ${origin} to ${ENV_VARS.modelUrlAllow} on the server to allow it`,
+  );
+}
+
 /** A run's settings: the run's context (e.g. from Studio) over the defaults. */
 export function runSettings(deps: AgentDeps, context: unknown): LoupeConfig {
   if (!context || typeof context !== "object" || Object.keys(context).length === 0) return deps.defaults;
@@ -172,7 +186,8 @@ export function runSettings(deps: AgentDeps, context: unknown): LoupeConfig {
   const cached = parsedContexts.get(context);
   if (cached?.defaults === deps.defaults) return cached.settings;
   const defined = Object.fromEntries(Object.entries(context).filter(([, v]) => v !== undefined));
-  const settings = LoupeConfigSchema.parse({ ...deps.defaults, ...defined });
+  const settings = LoupeConfigSchema.parse({ ...deps.defaults, ...defined, modelUrlAllow: deps.defaults.modelUrlAllow });
+  checkModelOrigin(deps.defaults, settings.modelUrl);
   parsedContexts.set(context, { defaults: deps.defaults, settings });
   return settings;
 }
