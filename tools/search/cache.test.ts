@@ -351,3 +351,32 @@ describe("secrets", () => {
     expect(bytes.includes("FAKE-SECRET")).toBe(false);
   });
 });
+
+describe("a cache that fails", () => {
+  const broken = { counters: { hits: 0, misses: 0, writes: 0 } as { hits: number; misses: number; writes: number; writeFailures?: number } };
+  const failing = {
+    ...broken,
+    async get(): Promise<undefined> {
+      throw new Error("connection terminated");
+    },
+    async put(): Promise<void> {
+      throw new Error("connection terminated");
+    },
+    close() {},
+  };
+
+  it("never loses a paid answer: a failed read is a miss, a failed write is counted and the answer returned", async () => {
+    const { provider, calls } = fakeProvider("tavily");
+    const cached = cachedProvider(provider, failing, "read-write");
+    const answer = await cached.textSearch!("q", OPTS);
+    expect(answer.hits).toHaveLength(3);
+    expect(calls.text).toEqual(["q"]);
+    expect(failing.counters.writeFailures).toBe(1);
+  });
+
+  it("in replay mode a failed read is an error (the cache is all there is)", async () => {
+    const { provider, calls } = fakeProvider("tavily");
+    await expect(cachedProvider(provider, failing, "replay").textSearch!("q", OPTS)).rejects.toThrow("connection terminated");
+    expect(calls.text).toEqual([]);
+  });
+});

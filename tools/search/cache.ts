@@ -5,6 +5,7 @@ import Database from "better-sqlite3";
 import { z } from "zod/v4";
 import { sha256Hex } from "../../src/images.js";
 import type { PageContent, PageFailure, SearchProvider } from "./provider.js";
+import { scrubber } from "./resilience.js";
 
 export const CACHE_MODES = ["live", "read-write", "replay", "record"] as const;
 /**
@@ -161,7 +162,7 @@ export interface SearchCacheStats {
  */
 export interface SearchCacheStore {
   /** Lookups that found a usable entry, lookups that did not, entries written (this process). */
-  readonly counters: { hits: number; misses: number; writes: number };
+  readonly counters: { hits: number; misses: number; writes: number; writeFailures?: number };
   get(key: string, lookup?: CacheLookup): CacheEntry | undefined | Promise<CacheEntry | undefined>;
   put(key: string, value: unknown, meta: CacheEntryMeta): void | Promise<void>;
   close(): void | Promise<void>;
@@ -345,8 +346,7 @@ export function cachedProvider(
   options: CachedProviderOptions = {},
 ): SearchProvider {
   if (mode === "live") return provider;
-  const secrets = (options.secrets ?? []).filter((s): s is string => typeof s === "string" && s.length >= 4);
-  const scrub = (text: string) => secrets.reduce((out, secret) => out.replaceAll(secret, "***"), text);
+  const scrub = scrubber(options.secrets);
   const name = scrub(provider.name);
   const replay = mode === "replay";
   const inflight = new Map<string, Promise<unknown>>();
@@ -354,7 +354,14 @@ export function cachedProvider(
   /** Parsed cached value, or undefined when absent, stale or unreadable (then it is fetched again). */
   async function lookup<T>(key: string, schema: z.ZodType<T>, maxResults?: number): Promise<T | undefined> {
     if (mode === "record") return undefined;
-    const entry = await cache.get(key, { maxResults, allowExpired: replay, allowFewer: replay });
+    let entry: CacheEntry | undefined;
+    try {
+      entry = await cache.get(key, { maxResults, allowExpired: replay, allowFewer: replay });
+    } catch (err) {
+      // A cache that cannot be read (a database hiccup) is a miss, unless the cache is all there is.
+      if (replay) throw err;
+      return undefined;
+    }
     if (!entry) return undefined;
     const parsed = schema.safeParse(entry.value);
     if (parsed.success) return parsed.data;
@@ -364,8 +371,13 @@ export function cachedProvider(
     return undefined;
   }
 
+  /** Writes an answer; a failed write loses only the saving, never the answer the provider (and the user's money) gave. */
   async function store(key: string, value: unknown, meta: Omit<CacheEntryMeta, "provider">): Promise<void> {
-    await cache.put(key, JSON.parse(scrub(JSON.stringify(value))), { ...meta, provider: name, input: scrub(meta.input) });
+    try {
+      await cache.put(key, JSON.parse(scrub(JSON.stringify(value))), { ...meta, provider: name, input: scrub(meta.input) });
+    } catch {
+      cache.counters.writeFailures = (cache.counters.writeFailures ?? 0) + 1;
+    }
   }
 
   /** Concurrent identical misses share one provider call. */
