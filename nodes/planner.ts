@@ -30,7 +30,7 @@ export async function ingestInputs(deps: AgentDeps, sources: string[], maxPixels
       throw err;
     }
     const ref: ImageRef = { id: `img_${i}`, ...stored, parent: null, op: null };
-    const view = await deps.images.modelView(stored, maxPixels);
+    const view = await deps.images.modelView(stored, maxPixels, { prefetch: true });
     out.push({ ref, view });
   }
   return out;

@@ -206,10 +206,11 @@ export class ImageStore {
    *
    * The downscale is made from the encoded bytes, so a large JPEG is decoded at a reduced size
    * (libjpeg's shrink-on-load) instead of in full: a 12 MP photo's 1 MP view costs about half its
-   * full decode. The full decode, which a crop will need, then starts in the background and is
-   * usually done before the model's first reply comes back (see BENCHMARKS.md, latency).
+   * full decode. With `prefetch` (input images, which the model is about to crop), the full decode
+   * then starts in the background and is usually done before the model's first reply comes back
+   * (see BENCHMARKS.md, latency).
    */
-  async modelView(image: StoredImage, maxPixels: number): Promise<StoredImage> {
+  async modelView(image: StoredImage, maxPixels: number, options: { prefetch?: boolean } = {}): Promise<StoredImage> {
     const sendable = image.mime !== "image/gif";
     if (sendable && image.width * image.height <= maxPixels) return image;
     const scale = Math.min(1, Math.sqrt(maxPixels / (image.width * image.height)));
@@ -226,7 +227,7 @@ export class ImageStore {
     const stored = await this.put(view);
     // Started after the view, not alongside it: the view is on the way to the model's first
     // request, the full decode only on the way to the first crop.
-    if (sendable) this.decoded(image).catch(() => undefined);
+    if (sendable && options.prefetch) this.decoded(image).catch(() => undefined);
     return stored;
   }
 

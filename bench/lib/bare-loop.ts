@@ -45,7 +45,7 @@ export async function bareLoop({ settings, images: store, model, question, image
     const stored = await store.ingest(await readFile(path));
     const ref: ImageRef = { id: `img_${i}`, ...stored, parent: null, op: null };
     images.push(ref);
-    inputs.push({ ref, view: await store.modelView(stored, maxPixels) });
+    inputs.push({ ref, view: await store.modelView(stored, maxPixels, { prefetch: true }) });
   }
   const conversation: Turn[] = [
     { role: "system", dialect, tools: toolbox.names, coords },

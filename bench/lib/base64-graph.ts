@@ -39,7 +39,7 @@ export async function createBase64Agent(options: {
   const { store, steps, checkpointer } = options;
   const stored = await store.ingest(await readFile(options.imagePath));
   const input: ImageRef = { id: "img_0", ...stored, parent: null, op: null };
-  const view = await store.modelView(stored, options.maxPixels);
+  const view = await store.modelView(stored, options.maxPixels, { prefetch: true });
 
   const graph = new StateGraph(State)
     .addNode("agent", async (s: S) => {
