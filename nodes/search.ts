@@ -3,12 +3,34 @@ import type { LangGraphRunnableConfig } from "@langchain/langgraph";
 import { runSettings, type AgentDeps } from "../src/deps.js";
 import type { ImageStore } from "../src/images.js";
 import type { ToolResult } from "../src/state.js";
-import type { SearchHit, SearchProvider } from "../tools/search/provider.js";
+import type { RelatedImage, SearchHit, SearchProvider } from "../tools/search/provider.js";
 import { emit } from "./events.js";
 import type { ToolTask } from "./image-tool.js";
 
 function trimTo(text: string, max: number): string {
   return text.length <= max ? text : `${text.slice(0, max)}… [truncated]`;
+}
+
+/** Search results numbered across one tool result, each URL once, with the URL kept for citing. */
+class NumberedHits {
+  readonly urls: ToolResult["urls"] = [];
+  count = 0;
+  private readonly seen = new Set<string>();
+
+  /** The lines for these hits (new URLs only) and up to three of their images. */
+  lines(hits: SearchHit[], images: RelatedImage[], imageLabel: string): string[] {
+    const lines: string[] = [];
+    for (const hit of hits) {
+      if (this.seen.has(hit.url)) continue;
+      this.seen.add(hit.url);
+      this.count++;
+      this.urls.push({ url: hit.url, title: hit.title });
+      const snippet = hit.snippet.replace(/\s+/g, " ").trim();
+      lines.push(`[${this.count}] ${hit.title}\n${hit.url}${snippet ? `\n${snippet}` : ""}`);
+    }
+    for (const img of images.slice(0, 3)) lines.push(`${imageLabel}: ${img.url}${img.description ? ` — ${img.description}` : ""}`);
+    return lines;
+  }
 }
 
 function allWith<K extends keyof SearchProvider>(providers: SearchProvider[], op: K): SearchProvider[] {
@@ -28,27 +50,17 @@ async function textSearch(providers: SearchProvider[], queries: string[], maxRes
   // One failing query (a cache miss in replay mode, a timeout) must not discard the others.
   const settled = await Promise.allSettled(queries.map(searchOne));
   if (settled.every((s) => s.status === "rejected")) throw (settled[0] as PromiseRejectedResult).reason;
-  const seen = new Set<string>();
-  const urls: ToolResult["urls"] = [];
+  const numbered = new NumberedHits();
   const sections: string[] = [];
-  let n = 0;
   settled.forEach((outcome, qi) => {
     if (outcome.status === "rejected") {
       sections.push(`Results for "${queries[qi]}": failed: ${(outcome.reason as Error).message}`);
       return;
     }
-    const answer = outcome.value;
-    const lines: string[] = [];
-    const fresh = answer.hits.filter((h: SearchHit) => !seen.has(h.url) && seen.add(h.url));
-    for (const hit of fresh) {
-      n++;
-      urls.push({ url: hit.url, title: hit.title });
-      lines.push(`[${n}] ${hit.title}\n${hit.url}\n${hit.snippet.replace(/\s+/g, " ").trim()}`);
-    }
-    for (const img of answer.images.slice(0, 3)) lines.push(`Related image: ${img.url}${img.description ? ` — ${img.description}` : ""}`);
+    const lines = numbered.lines(outcome.value.hits, outcome.value.images, "Related image");
     sections.push(`Results for "${queries[qi]}":\n${lines.length ? lines.join("\n\n") : "(no results)"}`);
   });
-  return { text: trimTo(sections.join("\n\n"), budget), urls, resultCount: n };
+  return { text: trimTo(sections.join("\n\n"), budget), urls: numbered.urls, resultCount: numbered.count };
 }
 
 /** Each URL goes to the provider that holds it (the local corpus), else to the direct web reader, else the first other reader. */
@@ -95,44 +107,41 @@ async function webVisit(providers: SearchProvider[], store: ImageStore, urlsIn: 
  * fails for its own reasons — quota, outage, no public URL — hands over to the next).
  */
 async function imageSearch(providers: SearchProvider[], images: Array<{ bytes: Buffer; mime: string; sha256: string; id: string }>, maxResults: number, budget: number, signal?: AbortSignal): Promise<Outcome> {
-  const seen = new Set<string>();
-  const urls: ToolResult["urls"] = [];
-  const sections: string[] = [];
-  const shots: NonNullable<Outcome["images"]> = [];
-  let n = 0;
-  for (const image of images) {
-    let answer: Awaited<ReturnType<NonNullable<SearchProvider["imageSearch"]>>> | undefined;
+  type Answer = Awaited<ReturnType<NonNullable<SearchProvider["imageSearch"]>>>;
+  const searchOne = async (image: (typeof images)[number]): Promise<{ answer?: Answer; errors: string[] }> => {
     const errors: string[] = [];
     for (const provider of providers) {
       try {
-        answer = await provider.imageSearch!(image, { maxResults, signal });
-        break;
+        return { answer: await provider.imageSearch!(image, { maxResults, signal }), errors };
       } catch (err) {
         if (signal?.aborted) throw err;
         errors.push((err as Error).message);
       }
     }
+    return { errors };
+  };
+  // The images are searched at once (each provider's queue keeps its limits); results keep the call's order.
+  const outcomes = await Promise.all(images.map(searchOne));
+  if (images.length === 1 && !outcomes[0]!.answer) throw new Error(outcomes[0]!.errors.join("; "));
+  const numbered = new NumberedHits();
+  const sections: string[] = [];
+  const shots: NonNullable<Outcome["images"]> = [];
+  outcomes.forEach(({ answer, errors }, i) => {
+    const id = images[i]!.id;
     if (!answer) {
-      if (images.length === 1) throw new Error(errors.join("; "));
-      sections.push(`Matches for ${image.id}: failed: ${errors.join("; ")}`);
-      continue;
+      sections.push(`Matches for ${id}: failed: ${errors.join("; ")}`);
+      return;
     }
-    const lines: string[] = [];
-    for (const hit of answer.hits.filter((h) => !seen.has(h.url) && seen.add(h.url))) {
-      n++;
-      urls.push({ url: hit.url, title: hit.title });
-      lines.push(`[${n}] ${hit.title}\n${hit.url}${hit.snippet ? `\n${hit.snippet.replace(/\s+/g, " ").trim()}` : ""}`);
-    }
-    for (const img of (answer.images ?? []).slice(0, 3)) lines.push(`Matching image: ${img.url}${img.description ? ` — ${img.description}` : ""}`);
+    const lines = numbered.lines(answer.hits, answer.images ?? [], "Matching image");
     if (answer.screenshot) {
       // A benchmark's recorded result page (MMSearch): shown to the model as an image to read.
-      shots.push({ ...answer.screenshot, parent: null, op: `reverse image search results for ${image.id}` });
-      lines.push(`The results page for ${image.id} is shown below as an image.`);
-      n++;
+      shots.push({ ...answer.screenshot, parent: null, op: `reverse image search results for ${id}` });
+      lines.push(`The results page for ${id} is shown below as an image.`);
+      numbered.count++;
     }
-    sections.push(`Matches for ${image.id}:\n${lines.length ? lines.join("\n\n") : "(no results)"}`);
-  }
-  return { text: trimTo(sections.join("\n\n"), budget), urls, resultCount: n, images: shots };
+    sections.push(`Matches for ${id}:\n${lines.length ? lines.join("\n\n") : "(no results)"}`);
+  });
+  return { text: trimTo(sections.join("\n\n"), budget), urls: numbered.urls, resultCount: numbered.count, images: shots };
 }
 
 export function createSearchNode(deps: AgentDeps) {
