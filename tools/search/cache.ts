@@ -419,8 +419,9 @@ export function cachedProvider(
       }
       const found = new Map<string, PageContent>();
       const missing: Array<[key: string, url: string]> = [];
-      for (const [key, url] of requests) {
-        const page = await lookup(key, pageValueSchema);
+      // One lookup per URL, all at once (with Postgres each is a round trip).
+      const looked = await Promise.all([...requests].map(async ([key, url]) => [key, url, await lookup(key, pageValueSchema)] as const));
+      for (const [key, url, page] of looked) {
         if (page) found.set(key, page);
         else missing.push([key, url]);
       }
@@ -434,14 +435,16 @@ export function cachedProvider(
           webVisit(missing.map(([, url]) => url), requestOptions),
         );
         const unmatched = [...fresh.pages];
+        const writes: Array<Promise<void>> = [];
         for (const [key, url] of missing) {
           const i = matchPage(unmatched, url, missing.length === 1 && fresh.pages.length === 1);
           if (i < 0) continue;
           const [page] = unmatched.splice(i, 1);
           found.set(key, page!);
           const goalText = goal?.trim() ? ` (goal: ${normalizeQuery(goal)})` : "";
-          await store(key, page, { operation: "web_visit", input: `${normalizeUrl(url)}${goalText}`, maxResults: null });
+          writes.push(store(key, page, { operation: "web_visit", input: `${normalizeUrl(url)}${goalText}`, maxResults: null }));
         }
+        await Promise.all(writes);
         extra.push(...unmatched);
         failed.push(...fresh.failed);
       }
