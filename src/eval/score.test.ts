@@ -27,11 +27,15 @@ describe("option extraction", () => {
     ["It is blue.", ["C"]],
     ["augusta national golf club", ["D"]],
     ["A, C", ["A", "C"]],
+    ["Option A is wrong; the answer is B", ["B"]],
+    ["ANSWER IS C", ["C"]],
+    ["I considered option A, but the correct choice is (D).", ["D"]],
+    ["\\boxed{C} because option A is wrong", ["C"]],
   ])("%s → %j", (answer, letters) => {
     expect(extractChoice(answer, CHOICES)).toEqual(letters);
   });
 
-  it.each(["A yellow car", "I cannot tell", "green", "E"])("%s → null", (answer) => {
+  it.each(["A yellow car", "I cannot tell", "green", "E", "The answer is a dog", "the answer is b", "My answer is a guess"])("%s → null", (answer) => {
     expect(extractChoice(answer, CHOICES)).toBeNull();
   });
 

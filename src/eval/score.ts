@@ -49,8 +49,12 @@ export function extractChoice(answer: string, choices: Choice[]): string[] | nul
   }
   const whole = lettersIn(text, allowed);
   if (whole) return whole;
-  const stated = /\b(?:answer|option|choice)\s*(?:is|:|：)?\s*(?:option\s*)?\(?([A-H])\)?(?![A-Za-z])/i.exec(text);
-  if (stated && allowed.has(stated[1]!.toUpperCase())) return [stated[1]!.toUpperCase()];
+  // Letters are capitals only (so "the answer is a dog" picks nothing), the lead words any case; the last statement wins
+  // ("Option A is wrong; the answer is B" → B).
+  const stated = [...text.matchAll(/\b(?:answer|option|choice)\s*(?:is|:|：)?\s*(?:option\s*)?\(?([A-H])\)?(?![A-Za-z])/gi)]
+    .filter((m) => /^[A-H]$/.test(m[1]!))
+    .at(-1);
+  if (stated && allowed.has(stated[1]!)) return [stated[1]!];
   const leading = /^\(?([A-H])(?:\)|\.|:|：)(?:\s|$)/.exec(text) ?? /^\(([A-H])\)/.exec(text);
   if (leading && allowed.has(leading[1]!)) return [leading[1]!];
   return matchOptionText(text, choices);
