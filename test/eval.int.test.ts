@@ -1,5 +1,5 @@
 // `loupe eval` as a user runs it: a child process against a scripted model server and a scripted judge, the real SQLite checkpointer.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { startScriptedModelServer, type ScriptedModelServer } from "./fixtures/scripted-model-server.js";
@@ -13,6 +13,7 @@ import {
   isOpen,
   itemOf,
   maxOverlap,
+  testPicture,
   UNTAGGED,
   writeEvalDataset,
 } from "./scenarios/eval.js";
@@ -163,6 +164,23 @@ describe("loupe eval", () => {
     expect(judge.chatRequests().length).toBe(judgeTotal);
     expect(again.summary.accuracy.correct).toBe(CORRECT);
     expect(again.summary.judge).toEqual({ requests: 0, cached: 11 });
+  });
+
+  it("--lang zh reads a CSVQA TSV's Chinese question and options", async () => {
+    const b64 = (await testPicture(40, 30)).toString("base64");
+    const header = ["id", "zh_question", "en_question", "zh_A", "zh_B", "zh_C", "zh_D", "en_A", "en_B", "en_C", "en_D", "answer", "question_type", "category", "image"];
+    const row = ["7", "哪个？<image>", "Which one?<image>", "甲", "乙", "丙", "丁", "one", "two", "three", "four", "B", "single", "Physics", `['${b64}']`];
+    const dataset = join(tmp.dir, "csvqa_data_new.tsv");
+    writeFileSync(dataset, `${header.join("\t")}\n${row.join("\t")}\n`);
+    const model = await server({ script: [{ content: "<think>ok</think><answer>\\boxed{B}</answer>" }] });
+    const out = join(tmp.dir, "run");
+    const run = await runCli(["eval", dataset, "--json", "--lang", "zh", "--no-report", "--model-url", model.url, "--data-dir", join(tmp.dir, "data"), "--out", out], {});
+    expect(run.code).toBe(0);
+    const asked = JSON.stringify(model.chatRequests()[0]!.body.messages);
+    expect(asked).toContain("哪个？");
+    expect(asked).toContain("B. 乙");
+    expect(asked).not.toContain("Which one?");
+    expect(rowsOf(out)[0]).toMatchObject({ correct: true, extracted: ["B"] });
   });
 
   it("loupe compare shows per-item differences between two runs (two models)", async () => {

@@ -66,7 +66,7 @@ export function registerEvalCommands(program: Command): void {
     .option("--out <dir>", "run directory (default <data-dir>/runs/<dataset>-<time>)")
     .option("--resume", "continue the run in --out (default: this dataset's latest run): finished items are kept, the rest continue from their checkpoints")
     .option("--images <dir>", "another folder to look for the dataset's relative image paths in")
-    .addOption(new Option("--lang <lang>", "CSVQA TSV: question language").choices(["en", "zh"]).default("en"))
+    .addOption(new Option("--lang <lang>", "CSVQA TSV: question language (default en)").choices(["en", "zh"]))
     .option("--model-url <url>", `model server base URL (env ${ENV_VARS.modelUrl}; default http://localhost:8000/v1)`)
     .option("--model <name>", `model name (env ${ENV_VARS.model})`)
     .option("--api-key <key>", "model server API key (env LOUPE_API_KEY or OPENAI_API_KEY)")
@@ -131,6 +131,7 @@ Examples:
           dataset,
           format: opts.format as DatasetFormat | "auto",
           limit: opts.limit as number | undefined,
+          lang: opts.lang as "en" | "zh" | undefined,
           concurrency: opts.concurrency as number,
           judge: judgeUrl
             ? {

@@ -37,6 +37,8 @@ export interface EvalOptions {
   dataset: string;
   format?: DatasetFormat | "auto";
   limit?: number;
+  /** CSVQA TSV: which language's question and options to use (default: the recorded one when resuming, else en). */
+  lang?: "en" | "zh";
   /** Items in flight at once. */
   concurrency: number;
   judge?: { url: string; model?: string; apiKey?: string };
@@ -249,7 +251,8 @@ export async function runEval(options: EvalOptions): Promise<EvalOutcome> {
   mkdirSync(inputsDir, { recursive: true });
   const format = options.format && options.format !== "auto" ? options.format : ((manifest?.format as DatasetFormat | undefined) ?? "auto");
   const limit = options.limit ?? manifest?.limit ?? undefined;
-  const dataset = await loadDataset(options.dataset, { format, limit, imagesDir: options.imagesDir, imagesOut: inputsDir });
+  const lang = options.lang ?? manifest?.lang ?? "en";
+  const dataset = await loadDataset(options.dataset, { format, limit, lang, imagesDir: options.imagesDir, imagesOut: inputsDir });
   const items = dataset.items;
 
   // MMSearch ships each question's recorded reverse image search: image_search on the question image
@@ -278,6 +281,7 @@ export async function runEval(options: EvalOptions): Promise<EvalOutcome> {
       dataset: dataset.file,
       format: dataset.format,
       limit: options.limit ?? null,
+      ...(options.lang ? { lang: options.lang } : {}),
       items: items.length,
       createdAt: new Date().toISOString(),
       model: { url: settings.modelUrl, name: modelName },

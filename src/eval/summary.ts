@@ -44,6 +44,8 @@ export interface RunManifest {
   dataset: string;
   format: string;
   limit: number | null;
+  /** CSVQA TSV: the question language, when one was chosen. */
+  lang?: "en" | "zh";
   items: number;
   createdAt: string;
   model: { url: string; name: string };
