@@ -162,6 +162,15 @@ export function extractThink(content: string): string {
   return THINK.exec(content)?.[1]?.trim() ?? "";
 }
 
+/**
+ * The text of a reply's first <answer> (an unclosed tag runs to the end: the model may stop there),
+ * or null when there is none. The agent and the evaluation both read answers with this.
+ */
+export function extractAnswer(content: string): string | null {
+  const m = ANSWER.exec(content);
+  return m ? m[1]!.trim() : null;
+}
+
 function stripThink(content: string): string {
   return content.replace(/<think>[\s\S]*?(<\/think>|$)/gi, "").trim();
 }
@@ -237,9 +246,8 @@ export function parseReply(dialect: Dialect, raw: ModelReply, turnIndex: number)
     if (calls.length === 0) return malformed(`a <tool_call> was opened but not completed. ${TAG_CALL_SHAPE}`);
     return { reply: { kind: "calls", think }, turn, calls };
   }
-  const answerMatch = ANSWER.exec(content);
-  if (answerMatch) {
-    const answer = answerMatch[1]!.trim();
+  const answer = extractAnswer(content);
+  if (answer !== null) {
     if (!answer) return malformed("the <answer> was empty. Put the final answer inside <answer>…</answer>.");
     return { reply: { kind: "answer", think, answer }, turn, calls: [] };
   }

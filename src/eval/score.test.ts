@@ -2,9 +2,10 @@ import { describe, expect, it } from "vitest";
 import { mcnemarExact } from "./compare.js";
 import { parseVerdict, correctAnswerText } from "./judge.js";
 import { answerLetters, parseChoices } from "./loaders.js";
-import { answerTagText, boxedText, extractChoice, matchScore, waldInterval } from "./score.js";
+import { boxedText, extractChoice, matchScore, waldInterval } from "./score.js";
 import { percentile } from "./summary.js";
 import { iou } from "./trajectory.js";
+import { extractAnswer, parseReply } from "../protocol.js";
 
 const CHOICES = [
   { letter: "A", text: "red" },
@@ -41,8 +42,19 @@ describe("option extraction", () => {
 
   it("reads \\boxed with nested braces and the last <answer>", () => {
     expect(boxedText("x \\boxed{\\frac{1}{2}} y")).toBe("\\frac{1}{2}");
-    expect(answerTagText("<answer>a</answer> then <answer> b </answer>")).toBe("b");
-    expect(answerTagText("<answer>cut off")).toBeNull();
+  });
+
+  it("reads the <answer> exactly as the agent does (first tag; an unclosed one runs to the end)", () => {
+    expect(extractAnswer("<answer>a</answer> then <answer> b </answer>")).toBe("a");
+    expect(extractAnswer("<think>x</think><answer> cut off")).toBe("cut off");
+    expect(extractAnswer("no tag")).toBeNull();
+    for (const dialect of ["tags", "tools"] as const) {
+      for (const content of ["<think>t</think><answer>Paris", "<answer>A</answer><answer>B</answer>", "<think>t</think>\n<ANSWER> 42 </ANSWER>"]) {
+        const parsed = parseReply(dialect, { content, toolCalls: [], finishReason: "stop", usage: { promptTokens: 0, completionTokens: 0 }, ms: 0 }, 0);
+        expect(parsed.reply.kind).toBe("answer");
+        expect(extractAnswer(content)).toBe(parsed.reply.kind === "answer" ? parsed.reply.answer : undefined);
+      }
+    }
   });
 
   it("parses option lists and answer letters", () => {

@@ -1,12 +1,5 @@
-// Scoring without a judge: the <answer> text, option-letter extraction (A–E, \boxed{}), exact match and token F1, and the Wald interval.
+// Scoring without a judge (the <answer> text is read by protocol.ts's extractAnswer, as the agent reads it): option-letter extraction (A–E, \boxed{}), exact match and token F1, and the Wald interval.
 import type { Choice } from "./items.js";
-
-/** The text inside the last <answer>…</answer> of a reply, or null when there is no complete tag. */
-export function answerTagText(reply: string): string | null {
-  const matches = [...reply.matchAll(/<answer>([\s\S]*?)<\/answer>/gi)];
-  if (!matches.length) return null;
-  return matches.at(-1)![1]!.trim();
-}
 
 /** The content of the last \boxed{…} (braces balanced), or null. */
 export function boxedText(text: string): string | null {

@@ -2,7 +2,7 @@
 import type { ImageRef } from "../images.js";
 import type { AgentStateValue, Part, PlanStep, ToolCallRecord, Turn } from "../state.js";
 import { toPixelBox, type Coords, type PixelBox } from "../../tools/image-ops.js";
-import { answerTagText } from "./score.js";
+import { extractAnswer } from "../protocol.js";
 import { withEmptyChannels } from "../graph-state.js";
 
 export interface TrajImage extends ImageRef {
@@ -47,7 +47,7 @@ export interface Trajectory {
   questionParts: Part[];
   steps: TrajStep[];
   final: { answer: string; reason: "answered" | "budget" } | null;
-  /** The text inside the final reply's <answer> tag, or null when it has none. */
+  /** The text inside the final reply's <answer> tag (read as the agent reads it), or null when it has none. */
   answerTag: string | null;
   usage: AgentStateValue["usage"] | null;
   toolCalls: ToolCallRecord[];
@@ -132,7 +132,7 @@ export function toTrajectory(threadId: string, state: AgentStateValue): Trajecto
       else kind = "answer";
       const step: TrajStep = { text: turn.text, think: thinkOf(turn.text), kind, calls: kind === "calls" ? calls : [], observation: "", shownImages: [] };
       if (kind === "malformed") step.problem = formatError![1]!.trim();
-      if (kind === "answer") step.answer = answerTagText(turn.text) ?? turn.text.replace(/<think>[\s\S]*?(<\/think>|$)/gi, "").trim();
+      if (kind === "answer") step.answer = extractAnswer(turn.text) ?? turn.text.replace(/<think>[\s\S]*?(<\/think>|$)/gi, "").trim();
       for (const call of step.calls) {
         const record = records[recordAt];
         if (record) {
@@ -178,7 +178,7 @@ export function toTrajectory(threadId: string, state: AgentStateValue): Trajecto
     questionParts,
     steps,
     final: state.final ? { answer: state.final.answer, reason: state.final.reason } : null,
-    answerTag: state.final && lastAssistant ? answerTagText(lastAssistant.text) : null,
+    answerTag: state.final && lastAssistant ? extractAnswer(lastAssistant.text) : null,
     usage: state.usage ?? null,
     toolCalls: records,
     conversation,
