@@ -238,7 +238,20 @@ export class OpenAICompatibleModel implements ModelClient {
     };
   }
 
+  private readonly chats = new Map<string, ChatOpenAI>();
+
+  /** One ChatOpenAI per model name and mode, built once (building one per request costs CPU on every turn). */
   private chat(model: string, streaming: boolean): ChatOpenAI {
+    const key = `${streaming ? "s" : "i"}:${model}`;
+    let chat = this.chats.get(key);
+    if (!chat) {
+      chat = this.newChat(model, streaming);
+      this.chats.set(key, chat);
+    }
+    return chat;
+  }
+
+  private newChat(model: string, streaming: boolean): ChatOpenAI {
     return createOfflineChatOpenAI({
       model,
       apiKey: this.apiKey,
@@ -300,13 +313,25 @@ export class OpenAICompatibleModel implements ModelClient {
     signal: AbortSignal,
   ): Promise<Omit<ModelReply, "ms">> {
     const stream = await this.chat(model, true).stream(messages, { tools: tools as never, stop, signal, ...sessionOptions() });
-    let acc: AIMessageChunk | undefined;
-    for await (const chunk of stream) acc = acc ? acc.concat(chunk) : chunk;
+    // The reply is gathered from the chunks' own fields: merging every chunk into one message
+    // (AIMessageChunk.concat) re-parses the partial tool-call JSON on each chunk, quadratic in its length.
+    let content = "";
+    let finishReason: string | null = null;
+    let usage: AIMessageChunk["usage_metadata"];
+    let chunks = 0;
+    const toolCallChunks: NonNullable<AIMessageChunk["tool_call_chunks"]> = [];
+    for await (const chunk of stream) {
+      chunks++;
+      if (typeof chunk.content === "string") content += chunk.content;
+      if (chunk.tool_call_chunks?.length) toolCallChunks.push(...chunk.tool_call_chunks);
+      const finish = chunk.response_metadata?.finish_reason as string | undefined;
+      if (finish) finishReason = finish;
+      if (chunk.usage_metadata) usage = chunk.usage_metadata;
+    }
     if (signal.aborted) throw signal.reason ?? new Error("aborted");
-    const finishReason = (acc?.response_metadata?.finish_reason as string | undefined) ?? null;
-    if (!acc || !finishReason) throw new IncompleteStreamError();
+    if (chunks === 0 || !finishReason) throw new IncompleteStreamError();
     const byIndex = new Map<number, RawToolCall>();
-    for (const [i, c] of (acc.tool_call_chunks ?? []).entries()) {
+    for (const [i, c] of toolCallChunks.entries()) {
       const index = typeof c.index === "number" ? c.index : i;
       const prev = byIndex.get(index);
       byIndex.set(index, {
@@ -316,12 +341,12 @@ export class OpenAICompatibleModel implements ModelClient {
       });
     }
     return {
-      content: typeof acc.content === "string" ? acc.content : "",
+      content,
       toolCalls: [...byIndex.entries()].sort(([a], [b]) => a - b).map(([, c]) => c),
       finishReason,
       usage: {
-        promptTokens: acc.usage_metadata?.input_tokens ?? 0,
-        completionTokens: acc.usage_metadata?.output_tokens ?? 0,
+        promptTokens: usage?.input_tokens ?? 0,
+        completionTokens: usage?.output_tokens ?? 0,
       },
     };
   }
