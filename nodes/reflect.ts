@@ -3,7 +3,7 @@ import type { LangGraphRunnableConfig } from "@langchain/langgraph";
 import { runSettings, type AgentDeps } from "../src/deps.js";
 import type { ImageRef } from "../src/images.js";
 import { canonicalJson, formatErrorTurn, observationTurns, type CallObservation } from "../src/protocol.js";
-import { clearedResults, type AgentStateValue, type ToolCallRecord, type Turn } from "../src/state.js";
+import { clearedResults, isBudgetRefusal, type AgentStateValue, type ToolCallRecord, type Turn } from "../src/state.js";
 import { EMPTY_USAGE } from "../src/state.js";
 import { emit } from "./events.js";
 
@@ -93,7 +93,7 @@ export function createReflectNode(deps: AgentDeps) {
         });
         emit(config, { event: "tool_result", callId: call.callId, name: call.name, step, ok, images: allImages.filter((i) => ids.includes(i.id)) });
       }
-      usage.toolCalls += records.filter((r) => !/^not run: the budget/.test(r.error ?? "")).length;
+      usage.toolCalls += records.filter((r) => !isBudgetRefusal(r)).length;
       usage.consecutiveErrors = failures === (state.pending ?? []).length && failures > 0 ? usage.consecutiveErrors + failures : 0;
       const left = settings.maxToolCalls - usage.toolCalls;
       if (left > 0 && left <= 2) notes.push(`${left} tool call${left === 1 ? "" : "s"} left before you must answer.`);

@@ -126,6 +126,11 @@ export const ToolCallRecordSchema = z.object({
 });
 export type ToolCallRecord = z.infer<typeof ToolCallRecordSchema>;
 
+/** A call the planner refused because the tool-call budget was used up (recorded, but never run and not counted in usage.toolCalls). */
+export function isBudgetRefusal(record: Pick<ToolCallRecord, "error">): boolean {
+  return /^not run: the budget/.test(record.error ?? "");
+}
+
 export const CitationSchema = z.discriminatedUnion("type", [
   z.object({ type: z.literal("url"), url: z.string(), title: z.string().optional() }),
   z.object({ type: z.literal("image"), id: z.string() }),

@@ -183,6 +183,22 @@ describe("loupe eval", () => {
     expect(rowsOf(out)[0]).toMatchObject({ correct: true, extracted: ["B"] });
   });
 
+  it("counts tool calls as the agent does: calls refused for want of budget are neither run, counted nor failed", async () => {
+    writeFileSync(join(tmp.dir, "pic.png"), await testPicture());
+    const dataset = join(tmp.dir, "one.jsonl");
+    writeFileSync(dataset, `${JSON.stringify({ id: "q1", image: "pic.png", question: "What is the code?", answer: "K-7" })}\n`);
+    const model = await server({
+      script: [
+        { toolCalls: [1, 2, 3].map((i) => ({ name: "crop", arguments: { image: "img_0", bbox: [0, 0, 300 * i, 300 * i] } })) },
+        { content: "<think>done</think><answer>K-7</answer>" },
+      ],
+    });
+    const settings = resolveConfig({ modelUrl: model.url, dataDir: join(tmp.dir, "data"), maxToolCalls: 2, retries: 1, retryBaseMs: 10 }, {});
+    const run = await runEval({ dataset, concurrency: 1, out: join(tmp.dir, "run"), resume: false, settings, secrets: {}, progress: false, report: false, log: () => {} });
+    expect(run.rows[0]).toMatchObject({ toolCalls: 2, failedToolCalls: 0, toolsByName: { crop: 2 } });
+    expect(run.summary.toolCalls).toMatchObject({ total: 2, failed: 0, histogram: { "2": 1 } });
+  });
+
   it("loupe compare shows per-item differences between two runs (two models)", async () => {
     const dataset = await writeEvalDataset(tmp.dir);
     const data = join(tmp.dir, "data");

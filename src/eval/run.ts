@@ -11,7 +11,7 @@ import { redactDatabaseUrl, type LoupeConfig, type LoupeSecrets } from "../confi
 import { createDeps, type AgentDeps } from "../deps.js";
 import { guardedFetch } from "../http.js";
 import { ask, summarize, RunError, type AskResult } from "../run.js";
-import type { AgentStateValue } from "../state.js";
+import { isBudgetRefusal, type AgentStateValue, type ToolCallRecord } from "../state.js";
 import type { DatasetFormat, EvalItem, ImageInput } from "./items.js";
 import { Judge, JudgeCache, judgeCachePath } from "./judge.js";
 import { loadDataset, safeId } from "./loaders.js";
@@ -85,9 +85,14 @@ export function defaultRunDir(dataDir: string, dataset: string): string {
   return join(resolve(dataDir), "runs", `${name}-${stamp}`);
 }
 
+/** Tool calls as the agent counts them (usage.toolCalls): calls refused because the budget ran out were never run. */
+function ranCalls(traj: Trajectory): ToolCallRecord[] {
+  return traj.toolCalls.filter((c) => !isBudgetRefusal(c));
+}
+
 function toolsByName(traj: Trajectory): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const c of traj.toolCalls) out[c.name] = (out[c.name] ?? 0) + 1;
+  for (const c of ranCalls(traj)) out[c.name] = (out[c.name] ?? 0) + 1;
   return out;
 }
 
@@ -339,8 +344,8 @@ export async function runEval(options: EvalOptions): Promise<EvalOutcome> {
           prediction: result.answer,
           answerTag: traj.answerTag,
           ...scored,
-          toolCalls: result.toolCalls.length,
-          failedToolCalls: result.toolCalls.filter((c) => !c.ok).length,
+          toolCalls: result.usage.toolCalls,
+          failedToolCalls: ranCalls(traj).filter((c) => !c.ok).length,
           toolsByName: toolsByName(traj),
           turns: result.usage.turns,
           promptTokens: result.usage.promptTokens,
@@ -362,8 +367,8 @@ export async function runEval(options: EvalOptions): Promise<EvalOutcome> {
           answerTag: partial?.answerTag ?? null,
           correct: false,
           method: "none",
-          toolCalls: partial?.toolCalls.length ?? 0,
-          failedToolCalls: partial?.toolCalls.filter((c) => !c.ok).length ?? 0,
+          toolCalls: state?.usage?.toolCalls ?? 0,
+          failedToolCalls: partial ? ranCalls(partial).filter((c) => !c.ok).length : 0,
           toolsByName: partial ? toolsByName(partial) : {},
           turns: state?.usage?.turns ?? 0,
           promptTokens: state?.usage?.promptTokens ?? 0,
