@@ -1,5 +1,5 @@
 // Dataset loaders on real benchmark samples (test/data/benchmarks), generated files for the shapes with no sample, and malformed rows.
-import { copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import { dirname, join, resolve } from "node:path";
 import sharp from "sharp";
@@ -61,6 +61,13 @@ describe("each loader reads its sample", () => {
     const onDisk = await loadDataset(join(DATA, "fvqa_infoseek_mmsearch_r1", "mini_data.pq"), { imagesOut: out, limit: 2 });
     expect(onDisk.items).toHaveLength(2);
     expect(onDisk.items[0]!.images[0]).toMatchObject({ kind: "path", path: expect.stringMatching(/inputs\/[0-9a-f]{64}\.jpg$/) });
+    // A file cut short by a crash mid-write is not trusted by the next load: it is written again, whole.
+    const saved = (onDisk.items[0]!.images[0] as { path: string }).path;
+    const whole = await readFile(saved);
+    await writeFile(saved, whole.subarray(0, 100));
+    await loadDataset(join(DATA, "fvqa_infoseek_mmsearch_r1", "mini_data.pq"), { imagesOut: out, limit: 2 });
+    expect((await readFile(saved)).equals(whole)).toBe(true);
+    expect((await readdir(out)).filter((f) => f.endsWith(".tmp"))).toEqual([]);
   });
 
   it("WebWatcher eval JSONL (MMSearch, SimpleVQA, LiveVQA copies): prompt, remote file_path, answers", async () => {

@@ -1,10 +1,11 @@
 // Dataset loaders: every benchmark shape in the reference table (JSONL, Parquet, VLMEvalKit TSV, LiveVQA JSON, EMMA) becomes EvalItems.
 import { createHash } from "node:crypto";
-import { createReadStream, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { createReadStream, existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, extname, isAbsolute, join, resolve, sep } from "node:path";
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema } from "hyparquet";
 import { compressors } from "hyparquet-compressors";
 import { DatasetError, FORMATS, type Choice, type DatasetFormat, type EvalItem, type ImageInput } from "./items.js";
+import { writeContentAddressed } from "./summary.js";
 
 export interface LoadOptions {
   format?: DatasetFormat | "auto";
@@ -235,7 +236,7 @@ class Ctx {
     if (!this.options.imagesOut) return { kind: "bytes", bytes };
     const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const path = join(this.options.imagesOut, `${createHash("sha256").update(buf).digest("hex")}${sniffExt(buf)}`);
-    if (!existsSync(path)) writeFileSync(path, buf);
+    writeContentAddressed(path, buf);
     return { kind: "path", path };
   }
 }

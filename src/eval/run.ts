@@ -1,6 +1,6 @@
 // `loupe eval`: runs every benchmark item as its own checkpointed thread, N at a time, scores it, and writes results, summary and report.
 import { createHash, randomBytes } from "node:crypto";
-import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { readFile } from "node:fs/promises";
 import { importMmsearchResults } from "../../tools/search/mmsearch-import.js";
@@ -27,6 +27,7 @@ import {
   SUMMARY_FILE,
   summarizeResults,
   writeAtomic,
+  writeContentAddressed,
   type EvalSummary,
   type ResultRow,
   type RunManifest,
@@ -120,7 +121,7 @@ async function materialize(images: ImageInput[], inputsDir: string, settings: Lo
     } else if (image.kind === "bytes") {
       const buf = Buffer.from(image.bytes);
       const path = join(inputsDir, `${createHash("sha256").update(buf).digest("hex")}${extOf("", buf)}`);
-      if (!existsSync(path)) writeFileSync(path, buf);
+      writeContentAddressed(path, buf);
       out.push(path);
     } else {
       const marker = join(inputsDir, `url-${createHash("sha256").update(image.url).digest("hex").slice(0, 32)}.txt`);
@@ -136,8 +137,8 @@ async function materialize(images: ImageInput[], inputsDir: string, settings: Lo
         throw new EvalError(`cannot download image ${image.url}: ${err.message}`);
       });
       const path = join(inputsDir, `${createHash("sha256").update(res.body).digest("hex")}${extOf(res.contentType, res.body)}`);
-      if (!existsSync(path)) writeFileSync(path, res.body);
-      writeFileSync(marker, path);
+      writeContentAddressed(path, res.body);
+      writeAtomic(marker, path);
       out.push(path);
     }
   }

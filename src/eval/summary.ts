@@ -1,5 +1,5 @@
 // Results of an evaluation: one row per item (results.jsonl) and the summary (summary.json): accuracy with Wald CIs, tools, turns, tokens, latency, errors.
-import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { waldInterval, type Interval } from "./score.js";
 
@@ -196,10 +196,19 @@ export function readSummary(runDir: string): EvalSummary | null {
 }
 
 /** Writes a file atomically (temp file, then rename), so a crash never leaves half a file. */
-export function writeAtomic(path: string, text: string): void {
+export function writeAtomic(path: string, data: string | Uint8Array): void {
   const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, text);
+  writeFileSync(tmp, data);
   renameSync(tmp, path);
+}
+
+/**
+ * Writes bytes to their content-addressed (hash-named) file, atomically, unless the file is already
+ * there whole; one of another size (cut short by a crash of an older version) is written again.
+ */
+export function writeContentAddressed(path: string, bytes: Uint8Array): void {
+  if (existsSync(path) && statSync(path).size === bytes.byteLength) return;
+  writeAtomic(path, bytes);
 }
 
 export function pct(x: number, digits = 1): string {
