@@ -166,6 +166,36 @@ describe("loupe eval", () => {
     expect(again.summary.judge).toEqual({ requests: 0, cached: 11 });
   });
 
+  it("--resume takes the recorded settings for flags left out, and refuses explicitly different ones", async () => {
+    const dataset = await writeEvalDataset(tmp.dir);
+    const fail = [2];
+    const model = await server({ script: [evalModel({ fail })] });
+    const judge = await server({ script: [evalJudge()], model: "judge-mini" });
+    const out = join(tmp.dir, "run");
+    const first = await runCli(["eval", dataset, "--json", "--limit", "3", "--no-report", "--judge-url", judge.url, "--model-url", model.url, "--data-dir", join(tmp.dir, "data"), "--out", out], {});
+    expect(first.code).toBe(0);
+    expect((JSON.parse(first.stdout) as EvalSummary).errors.items.map((e) => e.id)).toEqual(["q02"]);
+    const asked = model.chatRequests().length;
+
+    const refused = await runCli(["eval", dataset, "--out", out, "--resume", "--dialect", "tags", "--max-tool-calls", "3", "--model-url", model.url], {});
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/cannot resume .*dialect tags \(recorded: tools\); max tool calls 3 \(recorded: 24\)\..*another --out/);
+    expect(refused.stderr).not.toMatch(/model URL/);
+    const otherJudge = await runCli(["eval", dataset, "--out", out, "--resume", "--no-judge"], {});
+    expect(otherJudge.code).toBe(2);
+    expect(otherJudge.stderr).toMatch(/judge URL none \(recorded: http:\/\/127\.0\.0\.1:\d+\/v1\)/);
+    expect(model.chatRequests()).toHaveLength(asked);
+
+    // A bare --resume (no model URL, judge or data dir given) continues with what the run recorded.
+    fail.length = 0;
+    const resumed = await runCli(["eval", dataset, "--json", "--out", out, "--resume", "--no-report"], {});
+    expect(resumed.stderr).not.toMatch(/^\s+at /m);
+    expect(resumed.code).toBe(0);
+    expect((JSON.parse(resumed.stdout) as EvalSummary).errors.count).toBe(0);
+    expect(model.chatRequests().slice(asked).map(itemOf)).toEqual([2]);
+    expect(judge.chatRequests().map(itemOf).sort()).toEqual([1, 2, 3]);
+  });
+
   it("--lang zh reads a CSVQA TSV's Chinese question and options", async () => {
     const b64 = (await testPicture(40, 30)).toString("base64");
     const header = ["id", "zh_question", "en_question", "zh_A", "zh_B", "zh_C", "zh_D", "en_A", "en_B", "en_C", "en_D", "answer", "question_type", "category", "image"];

@@ -14,7 +14,8 @@ import { EXPORT_FORMATS, exportTrajectories, formatExportReport, type ExportForm
 import { FORMATS, type DatasetFormat } from "./items.js";
 import { writeReport } from "./report.js";
 import { int, num } from "../cli-args.js";
-import { defaultRunDir, formatSummary, runEval } from "./run.js";
+import { defaultRunDir, formatSummary, ResumeMismatchError, runEval } from "./run.js";
+import { UsageError } from "../cli-review.js";
 import { MANIFEST_FILE, readManifest, type RunManifest } from "./summary.js";
 
 
@@ -64,7 +65,7 @@ export function registerEvalCommands(program: Command): void {
     .option("--judge-api-key <key>", "judge API key (env LOUPE_JUDGE_API_KEY or OPENAI_API_KEY)")
     .option("--no-judge", "score open answers by exact match / containment even when LOUPE_JUDGE_URL is set")
     .option("--out <dir>", "run directory (default <data-dir>/runs/<dataset>-<time>)")
-    .option("--resume", "continue the run in --out (default: this dataset's latest run): finished items are kept, the rest continue from their checkpoints")
+    .option("--resume", "continue the run in --out (default: this dataset's latest run): finished items are kept, the rest continue from their checkpoints; flags left out take the run's recorded values, different ones are refused")
     .option("--images <dir>", "another folder to look for the dataset's relative image paths in")
     .addOption(new Option("--lang <lang>", "CSVQA TSV: question language (default en)").choices(["en", "zh"]))
     .option("--model-url <url>", `model server base URL (env ${ENV_VARS.modelUrl}; default http://localhost:8000/v1)`)
@@ -96,32 +97,40 @@ Examples:
   loupe eval vstar.tsv --out runs/vstar-qwen3 --resume     # after a crash: finished items are not rerun`,
     )
     .action(async (dataset: string, opts: Record<string, unknown>) => {
-      const settings = resolveConfig({
-        modelUrl: opts.modelUrl,
-        model: opts.model,
-        dialect: opts.dialect,
-        plan: opts.plan ? true : undefined,
-        maxToolCalls: opts.maxToolCalls,
-        maxTurns: opts.maxTurns,
-        temperature: opts.temperature,
-        maxTokens: opts.maxTokens,
-        timeoutMs: opts.timeoutMs,
-        retries: opts.retries,
-        dataDir: opts.dataDir,
-        // A benchmark runs unattended: no pauses for human approval, whatever the environment says.
-        approvePlan: false,
-        approveSearch: false,
-        approveWebVisit: false,
-      });
-      const secrets = resolveSecrets({ apiKey: opts.apiKey as string | undefined });
-      const judgeUrl = opts.judge === false ? undefined : ((opts.judgeUrl as string | undefined) ?? (process.env.LOUPE_JUDGE_URL || undefined));
-      if (judgeUrl && !/^https?:\/\//.test(judgeUrl)) throw new InvalidArgumentError(`--judge-url must be an http(s) URL, got "${judgeUrl}"`);
+      // With --resume, what the command line leaves out is what the run recorded (not the environment),
+      // so a bare --resume continues the run as it was started; runEval refuses explicit differences.
+      const settingsWith = (recorded?: RunManifest) =>
+        resolveConfig({
+          modelUrl: opts.modelUrl ?? recorded?.model.url,
+          model: opts.model ?? recorded?.model.name,
+          dialect: opts.dialect ?? recorded?.dialect,
+          plan: opts.plan ? true : recorded?.plan,
+          maxToolCalls: opts.maxToolCalls ?? recorded?.maxToolCalls,
+          maxTurns: opts.maxTurns ?? recorded?.maxTurns,
+          temperature: opts.temperature ?? recorded?.temperature,
+          maxTokens: opts.maxTokens,
+          timeoutMs: opts.timeoutMs,
+          retries: opts.retries,
+          dataDir: opts.dataDir ?? recorded?.dataDir,
+          // A benchmark runs unattended: no pauses for human approval, whatever the environment says.
+          approvePlan: false,
+          approveSearch: false,
+          approveWebVisit: false,
+        });
+      let settings = settingsWith();
       let out = opts.out as string | undefined;
       if (opts.resume && !out) {
         out = latestRunOf(settings.dataDir, dataset);
         if (!out) throw new InvalidArgumentError(`no earlier run of ${dataset} under ${join(resolve(settings.dataDir), "runs")}; give its directory with --out`);
       }
       out ??= defaultRunDir(settings.dataDir, dataset);
+      const recorded = opts.resume && existsSync(join(out, MANIFEST_FILE)) ? readManifest(out) : undefined;
+      if (recorded) settings = settingsWith(recorded);
+      const secrets = resolveSecrets({ apiKey: opts.apiKey as string | undefined });
+      const judgeUrl =
+        opts.judge === false ? undefined : ((opts.judgeUrl as string | undefined) ?? (recorded ? recorded.judge?.url : process.env.LOUPE_JUDGE_URL || undefined));
+      if (judgeUrl && !/^https?:\/\//.test(judgeUrl)) throw new InvalidArgumentError(`--judge-url must be an http(s) URL, got "${judgeUrl}"`);
+      const judgeModel = (opts.judgeModel as string | undefined) ?? (recorded ? recorded.judge?.model : process.env.LOUPE_JUDGE_MODEL || undefined);
       const controller = new AbortController();
       const onSignal = () => controller.abort();
       process.once("SIGINT", onSignal);
@@ -136,7 +145,7 @@ Examples:
           judge: judgeUrl
             ? {
                 url: judgeUrl,
-                model: (opts.judgeModel as string | undefined) ?? (process.env.LOUPE_JUDGE_MODEL || undefined),
+                model: judgeModel,
                 apiKey: (opts.judgeApiKey as string | undefined) ?? process.env.LOUPE_JUDGE_API_KEY ?? process.env.OPENAI_API_KEY,
               }
             : undefined,
@@ -154,6 +163,8 @@ Examples:
         if (outcome.summary.errors.count && !opts.quiet) {
           process.stderr.write(`loupe eval: ${outcome.summary.errors.count} items failed (see results.jsonl); rerun with --out ${outcome.dir} --resume to retry them\n`);
         }
+      } catch (err) {
+        throw err instanceof ResumeMismatchError ? new UsageError(err.message) : err;
       } finally {
         process.off("SIGINT", onSignal);
         process.off("SIGTERM", onSignal);

@@ -75,6 +75,70 @@ export class EvalError extends Error {
   }
 }
 
+/** A --resume whose settings differ from the ones the run recorded (its results would mix two configurations). */
+export class ResumeMismatchError extends EvalError {
+  constructor(
+    dir: string,
+    readonly differences: string[],
+  ) {
+    super(
+      `cannot resume ${dir} with other settings than it was started with: ${differences.join("; ")}. ` +
+        `Resume with the recorded settings (leave these flags out, or give the recorded values), or start a new run with another --out.`,
+    );
+    this.name = "ResumeMismatchError";
+  }
+}
+
+/** The settings a resume must share with the run it continues; undefined = not known yet (compared later). */
+export interface RunSettingsKey {
+  modelUrl?: string;
+  model?: string;
+  judgeUrl?: string | null;
+  judgeModel?: string | null;
+  dialect?: string;
+  plan?: boolean;
+  maxToolCalls?: number;
+  maxTurns?: number;
+  temperature?: number;
+  lang?: string;
+}
+
+const KEY_LABELS: Record<keyof RunSettingsKey, string> = {
+  modelUrl: "model URL",
+  model: "model",
+  judgeUrl: "judge URL",
+  judgeModel: "judge model",
+  dialect: "dialect",
+  plan: "plan mode",
+  maxToolCalls: "max tool calls",
+  maxTurns: "max turns",
+  temperature: "temperature",
+  lang: "CSVQA language",
+};
+
+export function recordedKey(manifest: RunManifest): RunSettingsKey {
+  return {
+    modelUrl: manifest.model.url,
+    model: manifest.model.name,
+    judgeUrl: manifest.judge?.url ?? null,
+    judgeModel: manifest.judge?.model ?? null,
+    dialect: manifest.dialect,
+    plan: manifest.plan,
+    maxToolCalls: manifest.maxToolCalls,
+    maxTurns: manifest.maxTurns,
+    temperature: manifest.temperature,
+    lang: manifest.lang ?? "en",
+  };
+}
+
+/** What differs between a run's recorded settings and a resume's, e.g. "dialect tags (recorded: tools)". */
+export function resumeDifferences(recorded: RunSettingsKey, now: RunSettingsKey): string[] {
+  const show = (v: unknown) => (v === null ? "none" : String(v));
+  return (Object.keys(KEY_LABELS) as (keyof RunSettingsKey)[])
+    .filter((k) => recorded[k] !== undefined && now[k] !== undefined && recorded[k] !== now[k])
+    .map((k) => `${KEY_LABELS[k]} ${show(now[k])} (recorded: ${show(recorded[k])})`);
+}
+
 export function threadIdFor(runId: string, itemId: string): string {
   return `eval-${runId}-${safeId(itemId)}`;
 }
@@ -258,6 +322,13 @@ export async function runEval(options: EvalOptions): Promise<EvalOutcome> {
   const format = options.format && options.format !== "auto" ? options.format : ((manifest?.format as DatasetFormat | undefined) ?? "auto");
   const limit = options.limit ?? manifest?.limit ?? undefined;
   const lang = options.lang ?? manifest?.lang ?? "en";
+  if (manifest) {
+    // What can be checked before any request: a changed server, judge or budget is refused before it is asked anything.
+    const { settings: st, judge } = options;
+    const now: RunSettingsKey = { modelUrl: st.modelUrl, judgeUrl: judge?.url ?? null, dialect: st.dialect, plan: st.plan, maxToolCalls: st.maxToolCalls, maxTurns: st.maxTurns, temperature: st.temperature, lang };
+    const differences = resumeDifferences(recordedKey(manifest), now);
+    if (differences.length) throw new ResumeMismatchError(dir, differences);
+  }
   const dataset = await loadDataset(options.dataset, { format, limit, lang, imagesDir: options.imagesDir, imagesOut: inputsDir });
   const items = dataset.items;
 
@@ -281,6 +352,11 @@ export async function runEval(options: EvalOptions): Promise<EvalOutcome> {
       ? new Judge({ url: options.judge.url, model: options.judge.model, apiKey: options.judge.apiKey, settings, images: deps.images, cache: judgeCache! })
       : null;
     const judgeModel = judge ? await judge.modelName() : null;
+    if (manifest) {
+      // The model names the servers resolve to (the first listed one when none was given).
+      const differences = resumeDifferences(recordedKey(manifest), { model: modelName, judgeModel });
+      if (differences.length) throw new ResumeMismatchError(dir, differences);
+    }
     manifest ??= {
       version: 1,
       runId: randomBytes(4).toString("hex"),
