@@ -1,6 +1,6 @@
 // report.html in headless Chromium with the network cut off: trajectories, sub-images with their boxes, search links, filters; `loupe report` rebuilds it.
 import { spawn } from "node:child_process";
-import { existsSync, statSync, unlinkSync } from "node:fs";
+import { existsSync, readFileSync, statSync, unlinkSync } from "node:fs";
 import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -23,6 +23,7 @@ const SEARCH = {
   "harbour sign code": [
     { title: "Harbour signs", url: "https://example.org/harbour-signs", content: "Each pier sign carries a code." },
     { title: "Pier codes", url: "https://example.org/pier-codes", content: "K-7 is the north pier." },
+    { title: "Click me", url: "javascript:alert(document.cookie)", content: "A result with a script URL." },
   ],
 };
 
@@ -101,6 +102,10 @@ describe("report.html", () => {
     expect(run.code).toBe(0);
     expect(run.stdout.trim()).toBe(path);
     expect(statSync(path).size).toBeGreaterThan(10_000);
+    // Only http(s) URLs become links: a search result's javascript: URL is shown as text.
+    const html = readFileSync(path, "utf8");
+    expect(html).toContain("javascript:alert(document.cookie)");
+    expect(html).not.toMatch(/href="\s*javascript:/i);
   });
 
   it.skipIf(!hasChromium)("opens offline in headless Chromium: trajectories and sub-images render, filters work (skipped without /usr/bin/chromium)", async () => {

@@ -25,6 +25,11 @@ export function esc(text: unknown): string {
   return String(text ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);
 }
 
+/** A link only for http(s) URLs (a search result's javascript: or data: URL must not become one); anything else is plain text. */
+function link(url: string, text: string): string {
+  return /^https?:\/\//i.test(url) ? `<a href="${esc(url)}" rel="noreferrer noopener" target="_blank">${esc(text)}</a>` : `<span class="title">${esc(text)}</span>`;
+}
+
 function clip(text: string, max: number): string {
   return text.length <= max ? text : `${text.slice(0, max)}\n… [${text.length - max} more characters]`;
 }
@@ -195,7 +200,7 @@ function trajectoryHtml(traj: Trajectory): string {
         })
         .join("");
       const links = r?.urls.length
-        ? `<ul class="links">${r.urls.map((u) => `<li><a href="${esc(u.url)}" rel="noreferrer noopener" target="_blank">${esc(u.title || u.url)}</a> <span class="url">${esc(u.url)}</span></li>`).join("")}</ul>`
+        ? `<ul class="links">${r.urls.map((u) => `<li>${link(u.url, u.title || u.url)} <span class="url">${esc(u.url)}</span></li>`).join("")}</ul>`
         : "";
       const state = !r ? `<span class="pill">not run</span>` : r.ok ? `<span class="pill ok">ok · ${r.ms} ms</span>` : `<span class="pill fail">failed</span>`;
       body.push(
