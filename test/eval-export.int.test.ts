@@ -38,10 +38,15 @@ const CASES: Record<string, ScriptedTurn[]> = {
   blank: [crop("img_0", [0, 800, 450, 1000]), answer("ANS-blank")],
   format: [{ content: "" }, answer("ANS-format")],
   recrop: [crop("img_0", [0, 0, 500, 500]), crop("img_0", [0, 0, 500, 500]), answer("ANS-recrop")],
+  // Two calls in one turn: the agent runs them, but an R1V4 step is one action.
+  twocalls: [
+    { content: "<think>Look at both halves.</think>", toolCalls: [{ name: "crop", arguments: { image: "img_0", bbox: [0, 0, 500, 500] } }, { name: "crop", arguments: { image: "img_0", bbox: [500, 500, 1000, 1000] } }] },
+    answer("ANS-twocalls"),
+  ],
   // Consistent in form; only the optional model check rejects it (its thinking misdescribes the crop).
   mismatch: [crop("img_0", [0, 0, 500, 500]), answer("ANS-mismatch", "MISMATCH: the crop shows a cat.")],
 };
-const PLANTED = ["wrong", "toolerr", "blank", "format", "recrop"];
+const PLANTED = ["wrong", "toolerr", "blank", "format", "recrop", "twocalls"];
 
 function caseModel() {
   return (req: RecordedRequest): ScriptedTurn => {
@@ -127,14 +132,15 @@ describe("loupe export", () => {
     const run = await runCli(["export", runDir, "--format", "r1v4", "--filter", "consistent", "--out", out]);
     expect(run.stderr).not.toMatch(/^\s+at /m);
     expect(run.code).toBe(0);
-    expect(run.stderr).toMatch(/exported 3 of 8 trajectories/);
-    expect(run.stderr).toMatch(/removed: unfinished 0, format 1, correct 1, tool_error 1, recrop 1, blank 1, model_check 0/);
+    expect(run.stderr).toMatch(/exported 3 of 9 trajectories/);
+    expect(run.stderr).toMatch(/removed: unfinished 0, format 2, correct 1, tool_error 1, recrop 1, blank 1, model_check 0/);
     expect(run.stderr).toMatch(/not applied: model_check/);
     const records = loadJsonl(out);
     expect(records.map((r) => r.id).sort()).toEqual(["good1", "good2", "mismatch"]);
     const report = JSON.parse(readFileSync(join(tmp.dir, "cli", "sft.filter.json"), "utf8")) as ExportReport;
     const byFilter = Object.fromEntries(report.rejections.map((r) => [r.id, r.filter]));
-    expect(byFilter).toEqual({ format: "format", wrong: "correct", toolerr: "tool_error", recrop: "recrop", blank: "blank" });
+    expect(byFilter).toEqual({ format: "format", twocalls: "format", wrong: "correct", toolerr: "tool_error", recrop: "recrop", blank: "blank" });
+    expect(report.rejections.find((r) => r.id === "twocalls")!.detail).toMatch(/step 1: 2 tool calls in one turn/);
     expect(Object.keys(byFilter).sort()).toEqual([...PLANTED].sort());
     expect(report.rejections.find((r) => r.id === "blank")!.detail).toMatch(/blank: pixel std dev 0\.0/);
     expect(report.rejections.find((r) => r.id === "recrop")!.detail).toMatch(/IoU 1\.00/);
@@ -172,7 +178,7 @@ describe("loupe export", () => {
 
   it("messages (ms-swift), sharegpt (LLaMA-Factory) and plan formats", async () => {
     const messages = await exportWith("messages", "none");
-    expect(messages.report.exported).toBe(8);
+    expect(messages.report.exported).toBe(9);
     for (const r of messages.records) {
       const roles = (r.messages as Array<{ role: string }>).map((m) => m.role);
       expect(roles[0]).toBe("system");

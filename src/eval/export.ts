@@ -69,6 +69,8 @@ interface Source {
 function formatProblem(traj: Trajectory): string | null {
   for (const [k, step] of traj.steps.entries()) {
     if (step.kind === "malformed") return `step ${k + 1}: the reply could not be used (${(step.problem ?? "").slice(0, 120)})`;
+    // R1V4's steps are <think> and exactly one action: a turn of parallel calls is not its format.
+    if (step.kind === "calls" && step.calls.length > 1) return `step ${k + 1}: ${step.calls.length} tool calls in one turn, not one action`;
     if (!/<think>[\s\S]*?\S[\s\S]*?<\/think>/i.test(step.text)) return `step ${k + 1}: no <think>…</think> before the ${step.kind === "answer" ? "answer" : "action"}`;
   }
   const last = traj.steps.at(-1);
