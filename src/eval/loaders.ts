@@ -1,7 +1,7 @@
 // Dataset loaders: every benchmark shape in the reference table (JSONL, Parquet, VLMEvalKit TSV, LiveVQA JSON, EMMA) becomes EvalItems.
 import { createHash } from "node:crypto";
 import { createReadStream, existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
-import { basename, dirname, extname, isAbsolute, join, resolve, sep } from "node:path";
+import { dirname, extname, isAbsolute, join, resolve } from "node:path";
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema } from "hyparquet";
 import { compressors } from "hyparquet-compressors";
 import { DatasetError, FORMATS, type Choice, type DatasetFormat, type EvalItem, type ImageInput } from "./items.js";
@@ -241,7 +241,8 @@ class Ctx {
   }
 }
 
-function sniffExt(b: Buffer): string {
+/** A file extension from an image's first bytes. */
+export function sniffExt(b: Buffer): string {
   if (b[0] === 0xff && b[1] === 0xd8) return ".jpg";
   if (b[0] === 0x89 && b[1] === 0x50) return ".png";
   if (b.subarray(0, 4).toString("latin1") === "RIFF") return ".webp";
@@ -871,8 +872,4 @@ export async function loadDataset(file: string, options: LoadOptions = {}): Prom
 export function safeId(id: string): string {
   const clean = id.replace(/[^A-Za-z0-9._-]+/g, "_").slice(0, 80);
   return clean === id ? id : `${clean}~${createHash("sha256").update(id).digest("hex").slice(0, 8)}`;
-}
-
-export function datasetName(file: string): string {
-  return basename(file).replace(/\.(jsonl|json|ndjson|parquet|pq|tsv)$/i, "").split(sep).pop()!;
 }

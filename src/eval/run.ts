@@ -9,12 +9,12 @@ import { createAgent, type LoupeAgent } from "../../graphs/build.js";
 import { openCheckpointer } from "../checkpointer.js";
 import { redactDatabaseUrl, type LoupeConfig, type LoupeSecrets } from "../config.js";
 import { createDeps, type AgentDeps } from "../deps.js";
-import { guardedFetch } from "../http.js";
+import { urlImageReader } from "../image-sources.js";
 import { ask, summarize, RunError, type AskResult } from "../run.js";
 import { isBudgetRefusal, type AgentStateValue, type ToolCallRecord } from "../state.js";
 import type { DatasetFormat, EvalItem, ImageInput } from "./items.js";
 import { Judge, JudgeCache, judgeCachePath } from "./judge.js";
-import { loadDataset, safeId } from "./loaders.js";
+import { loadDataset, safeId, sniffExt } from "./loaders.js";
 import { writeReport } from "./report.js";
 import { extractChoice, matchScore } from "./score.js";
 import {
@@ -161,14 +161,6 @@ function toolsByName(traj: Trajectory): Record<string, number> {
   return out;
 }
 
-function extOf(contentType: string, bytes: Buffer): string {
-  if (bytes[0] === 0xff && bytes[1] === 0xd8) return ".jpg";
-  if (bytes[0] === 0x89 && bytes[1] === 0x50) return ".png";
-  if (/webp/.test(contentType)) return ".webp";
-  if (/gif/.test(contentType)) return ".gif";
-  return ".img";
-}
-
 /** Imports an item's recorded reverse image search under the hash its first image gets in the store (what image_search on img_0 looks up). */
 async function importRecordedImageSearch(item: EvalItem, firstImage: string | undefined, deps: AgentDeps): Promise<void> {
   if (item.imageSearchResult === undefined || !firstImage || !deps.searchCache) return;
@@ -176,35 +168,33 @@ async function importRecordedImageSearch(item: EvalItem, firstImage: string | un
   await importMmsearchResults(deps.searchCache, [{ imageSha256: stored.sha256, results: item.imageSearchResult }], "serper-lens", { images: deps.images });
 }
 
-/** Input images as local files: remote URLs are downloaded once (through the guarded fetch, as web_visit reads pages) into the run directory. */
+/**
+ * Input images as local files. Embedded images are already files (the loader writes them to the run's inputs folder);
+ * remote URLs are downloaded once (through the SSRF guard, as web_visit reads pages) into that folder.
+ */
 async function materialize(images: ImageInput[], inputsDir: string, settings: LoupeConfig, signal?: AbortSignal): Promise<string[]> {
   const out: string[] = [];
+  const allowHosts = settings.webAllowHosts.split(",").map((h) => h.trim()).filter(Boolean);
+  const download = urlImageReader({ allowHosts });
   for (const image of images) {
     if (image.kind === "path") {
       out.push(image.path);
-    } else if (image.kind === "bytes") {
-      const buf = Buffer.from(image.bytes);
-      const path = join(inputsDir, `${createHash("sha256").update(buf).digest("hex")}${extOf("", buf)}`);
-      writeContentAddressed(path, buf);
-      out.push(path);
-    } else {
-      const marker = join(inputsDir, `url-${createHash("sha256").update(image.url).digest("hex").slice(0, 32)}.txt`);
-      if (existsSync(marker)) {
-        const saved = readFileSync(marker, "utf8").trim();
-        if (existsSync(saved)) {
-          out.push(saved);
-          continue;
-        }
-      }
-      const allowHosts = settings.webAllowHosts.split(",").map((h) => h.trim()).filter(Boolean);
-      const res = await guardedFetch(image.url, { signal, timeoutMs: 60_000, maxBytes: 64 * 1024 * 1024, allowHosts, headers: { accept: "image/*,*/*;q=0.5" } }).catch((err: Error) => {
-        throw new EvalError(`cannot download image ${image.url}: ${err.message}`);
-      });
-      const path = join(inputsDir, `${createHash("sha256").update(res.body).digest("hex")}${extOf(res.contentType, res.body)}`);
-      writeContentAddressed(path, res.body);
-      writeAtomic(marker, path);
-      out.push(path);
+      continue;
     }
+    if (image.kind !== "url") throw new EvalError("image bytes were not written to the run's inputs folder");
+    const marker = join(inputsDir, `url-${createHash("sha256").update(image.url).digest("hex").slice(0, 32)}.txt`);
+    if (existsSync(marker)) {
+      const saved = readFileSync(marker, "utf8").trim();
+      if (existsSync(saved)) {
+        out.push(saved);
+        continue;
+      }
+    }
+    const body = await download(image.url, signal);
+    const path = join(inputsDir, `${createHash("sha256").update(body).digest("hex")}${sniffExt(body)}`);
+    writeContentAddressed(path, body);
+    writeAtomic(marker, path);
+    out.push(path);
   }
   return out;
 }
@@ -261,7 +251,7 @@ function baseRow(item: EvalItem, index: number, threadId: string): Omit<ResultRo
 }
 
 interface Progress {
-  itemDone(row: ResultRow): void;
+  itemDone(): void;
   stop(): void;
 }
 
@@ -290,9 +280,8 @@ function progressBar(total: number, rows: ResultRow[], enabled: boolean): Progre
   });
   bar.start(total, rows.length, payload());
   return {
-    itemDone(row) {
+    itemDone() {
       ranHere++;
-      void row;
       bar.update(rows.length, payload());
     },
     stop() {
@@ -469,7 +458,7 @@ export async function runEval(options: EvalOptions): Promise<EvalOutcome> {
         const at = rows.findIndex((r) => r.id === row.id);
         if (at >= 0) rows.splice(at, 1, row);
         else rows.push(row);
-        progress.itemDone(row);
+        progress.itemDone();
       }
     };
     await Promise.all(Array.from({ length: Math.max(1, Math.min(options.concurrency, pending.length)) }, worker));

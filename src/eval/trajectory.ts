@@ -2,7 +2,7 @@
 import type { ImageRef } from "../images.js";
 import type { AgentStateValue, Part, PlanStep, ToolCallRecord, Turn } from "../state.js";
 import { toPixelBox, type Coords, type PixelBox } from "../../tools/image-ops.js";
-import { extractAnswer } from "../protocol.js";
+import { extractAnswer, extractThink } from "../protocol.js";
 import { withEmptyChannels } from "../graph-state.js";
 
 export interface TrajImage extends ImageRef {
@@ -93,9 +93,6 @@ function tagCalls(text: string, turnIndex: number): TrajCall[] {
   });
 }
 
-function thinkOf(text: string): string {
-  return /<think>([\s\S]*?)(?:<\/think>|$)/i.exec(text)?.[1]?.trim() ?? "";
-}
 
 /** Builds the trajectory of a thread's state: steps joined with the tool-call records, boxes worked out for crops and zooms. */
 export function toTrajectory(threadId: string, state: AgentStateValue): Trajectory {
@@ -130,7 +127,7 @@ export function toTrajectory(threadId: string, state: AgentStateValue): Trajecto
       if (formatError) kind = "malformed";
       else if (calls.length) kind = "calls";
       else kind = "answer";
-      const step: TrajStep = { text: turn.text, think: thinkOf(turn.text), kind, calls: kind === "calls" ? calls : [], observation: "", shownImages: [] };
+      const step: TrajStep = { text: turn.text, think: extractThink(turn.text), kind, calls: kind === "calls" ? calls : [], observation: "", shownImages: [] };
       if (kind === "malformed") step.problem = formatError![1]!.trim();
       if (kind === "answer") step.answer = extractAnswer(turn.text) ?? turn.text.replace(/<think>[\s\S]*?(<\/think>|$)/gi, "").trim();
       for (const call of step.calls) {
