@@ -1,6 +1,7 @@
 // Example: a parent graph that fans a batch of questions out to the Loupe agent (a subgraph, one Send per question) and collects the answers.
 // Run: npx tsx examples/batch.ts "What does the sign say?" "Which way is the arrow pointing?" -- photo.jpg https://example.org/b.png
 // (questions, then `--`, then the images every question is asked about; the model server comes from LOUPE_MODEL_URL).
+import { pathToFileURL } from "node:url";
 import { END, MemorySaver, Send, START, StateGraph } from "@langchain/langgraph";
 import { registry } from "@langchain/langgraph/zod";
 import { z } from "zod/v4";
@@ -35,7 +36,9 @@ interface AgentTask {
 
 /**
  * The batch graph. `agent` is the compiled Loupe agent without a checkpointer of its own, so each
- * run is checkpointed as a subgraph of this graph's thread (a crashed batch resumes where it stopped).
+ * run is checkpointed as a subgraph of this graph's thread. With a durable checkpointer (SqliteSaver,
+ * PostgresSaver) and the same thread id, a crashed batch could be resumed; main() below uses an
+ * in-memory MemorySaver and a fresh thread id per run, so there a crashed batch starts over.
  */
 export function buildBatchGraph(agent: LoupeAgent) {
   // The agent's settings are the batch's context too, so one context configures every run.
@@ -87,4 +90,4 @@ async function main(argv: string[]) {
   }
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) process.exitCode = await main(process.argv.slice(2));
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) process.exitCode = await main(process.argv.slice(2));

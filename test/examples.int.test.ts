@@ -1,13 +1,17 @@
 // The composition examples run for real: the batch graph fans questions out to the agent subgraph with Send, checkpointed in SQLite.
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { SqliteSaver } from "@langchain/langgraph-checkpoint-sqlite";
-import { join } from "node:path";
+import { spawnSync } from "node:child_process";
+import { copyFile, mkdir, symlink } from "node:fs/promises";
+import { join, resolve } from "node:path";
 import { batchRunConfig, buildBatchGraph } from "../examples/batch.js";
 import { createLoupeAgent } from "../src/index.js";
 import { startScriptedModelServer, type ScriptedModelServer } from "./fixtures/scripted-model-server.js";
 import { routedServer } from "./scenarios/router.js";
 import { harbourImage } from "./scenarios/trajectory.js";
 import { tempDir, writeImage } from "./helpers.js";
+
+const REPO = resolve(import.meta.dirname, "..");
 
 let tmp: Awaited<ReturnType<typeof tempDir>>;
 let model: ScriptedModelServer;
@@ -23,6 +27,16 @@ afterEach(async () => {
 const crop = (bbox: number[]) => ({ content: "<think>look closer</think>", toolCalls: [{ name: "crop", arguments: { image: "img_0", bbox } }], delayMs: 30 });
 
 describe("examples/batch.ts", () => {
+  it("runs as a script from a path that needs URL escaping (a space)", async () => {
+    const root = join(tmp.dir, "with space");
+    await mkdir(join(root, "examples"), { recursive: true });
+    await copyFile(join(REPO, "examples", "batch.ts"), join(root, "examples", "batch.ts"));
+    for (const d of ["src", "tools", "graphs", "nodes", "node_modules", "package.json"]) await symlink(join(REPO, d), join(root, d));
+    const run = spawnSync(process.execPath, ["--import", "tsx", join(root, "examples", "batch.ts")], { cwd: REPO, encoding: "utf8", env: { PATH: process.env.PATH, HOME: process.env.HOME } });
+    expect(run.stderr).toMatch(/usage: npx tsx examples\/batch\.ts/);
+    expect(run.status).toBe(2);
+  });
+
   it("answers every question of the batch through the agent subgraph, in parallel, in question order", async () => {
     model = await startScriptedModelServer(
       routedServer([
