@@ -149,7 +149,7 @@ export const imageWork: Benchmark<ImageWorkResult> = {
   title: "3. Image work on an 8K photo",
   async run(ctx) {
     const [width, height] = ctx.quick ? [3840, 2160] : [7680, 4320];
-    const reps = ctx.quick ? 1 : 3;
+    const reps = ctx.quick ? 1 : 7;
     const imagePath = await photoJpeg(ctx.cacheDir, width, height, 3, 10);
     const bytes = (await readFile(imagePath)).length;
     const variants: Variant[] = ["idle", "decode", "loupe", "loupe-node", "naive"];
