@@ -5,31 +5,27 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ask, RunPaused } from "../src/run.js";
 import type { ApprovalDecision } from "../nodes/approval.js";
 import { startFakeTavilyServer, FAKE_TAVILY_API_KEY, type FakeTavilyServer } from "./fixtures/fake-tavily-server.js";
-import { startScriptedModelServer, type ScriptEntry, type ScriptedModelServer } from "./fixtures/scripted-model-server.js";
-import { baseEnv, requestText, runCli, tempDir, testAgent, testSettings, writeImage } from "./helpers.js";
+import type { ScriptEntry } from "./fixtures/scripted-model-server.js";
+import { baseEnv, fixtureServers, requestText, runCli, tempDir, testAgent, testSettings, writeImage } from "./helpers.js";
 import { harbourImage, SIGN_PAGE_URL, TRAJECTORY_PAGES, TRAJECTORY_SEARCH } from "./scenarios/trajectory.js";
 
 let tmp: Awaited<ReturnType<typeof tempDir>>;
 let image: string;
 let tavily: FakeTavilyServer;
-const servers: Array<{ close(): Promise<void> }> = [];
+const servers = fixtureServers();
 
 beforeEach(async () => {
   tmp = await tempDir();
   image = await writeImage(tmp.dir, "harbour.jpg", await harbourImage(800, 600));
   tavily = await startFakeTavilyServer({ search: TRAJECTORY_SEARCH, pages: TRAJECTORY_PAGES });
-  servers.push(tavily);
+  servers.track(tavily);
 });
 afterEach(async () => {
-  await Promise.all(servers.splice(0).map((s) => s.close()));
+  await servers.closeAll();
   await tmp.cleanup();
 });
 
-async function model(script: ScriptEntry[]): Promise<ScriptedModelServer> {
-  const server = await startScriptedModelServer({ script });
-  servers.push(server);
-  return server;
-}
+const model = (script: ScriptEntry[]) => servers.model(script);
 
 const PROPOSED = [
   { description: "Crop the blue sign", tool_name: "crop", parameters: { image: "img_0" } },

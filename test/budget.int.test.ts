@@ -2,13 +2,13 @@
 import sharp from "sharp";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ask } from "../src/run.js";
-import { startScriptedModelServer, type ScriptEntry, type ScriptedModelServer } from "./fixtures/scripted-model-server.js";
+import type { ScriptEntry } from "./fixtures/scripted-model-server.js";
 import { startFakeTavilyServer, FAKE_TAVILY_API_KEY } from "./fixtures/fake-tavily-server.js";
-import { requestText, tempDir, testAgent, testSettings, writeImage } from "./helpers.js";
+import { fixtureServers, requestText, tempDir, testAgent, testSettings, writeImage } from "./helpers.js";
 
 let tmp: Awaited<ReturnType<typeof tempDir>>;
 let image: string;
-const servers: Array<{ close(): Promise<void> }> = [];
+const servers = fixtureServers();
 
 beforeEach(async () => {
   tmp = await tempDir();
@@ -26,22 +26,18 @@ beforeEach(async () => {
   image = await writeImage(tmp.dir, "half.png", await sharp(raw, { raw: { width, height, channels: 3 } }).png().toBuffer());
 });
 afterEach(async () => {
-  await Promise.all(servers.splice(0).map((s) => s.close()));
+  await servers.closeAll();
   await tmp.cleanup();
 });
 
-async function model(script: ScriptEntry[]): Promise<ScriptedModelServer> {
-  const server = await startScriptedModelServer({ script });
-  servers.push(server);
-  return server;
-}
+const model = (script: ScriptEntry[]) => servers.model(script);
 
 const call = (name: string, args: Record<string, unknown>) => ({ toolCalls: [{ name, arguments: args }] });
 
 describe("reflect", () => {
   it("notes a blank crop, a box that selects almost nothing, an empty search and a repeated call", async () => {
     const tavily = await startFakeTavilyServer({ search: {} });
-    servers.push(tavily);
+    servers.track(tavily);
     const server = await model([
       call("crop", { image: "img_0", bbox: [0, 0, 400, 1000] }),
       call("crop", { image: "img_0", bbox: [600, 600, 605, 606] }),

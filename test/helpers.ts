@@ -5,6 +5,7 @@ import { spawn } from "node:child_process";
 import { join, resolve } from "node:path";
 import sharp from "sharp";
 import { createAgent } from "../graphs/build.js";
+import { startScriptedModelServer, type ScriptEntry, type ScriptedModelServer, type ScriptedModelServerOptions } from "./fixtures/scripted-model-server.js";
 import { createCheckpointer } from "../src/checkpointer.js";
 import { resolveConfig, type LoupeConfig, type LoupeSecrets } from "../src/config.js";
 import { createDeps } from "../src/deps.js";
@@ -109,4 +110,22 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv, onSpawn?: (kill: 
     child.on("close", (code, signal) => resolvePromise({ code, signal, stdout, stderr }));
     onSpawn?.(() => child.kill("SIGKILL"));
   });
+}
+
+/** Loopback fixture servers a test file starts, all closed together after each test. */
+export function fixtureServers() {
+  const open: Array<{ close(): Promise<void> }> = [];
+  return {
+    track<T extends { close(): Promise<void> }>(server: T): T {
+      open.push(server);
+      return server;
+    },
+    /** A scripted model server, closed with the others. */
+    async model(script: ScriptEntry[], options: Omit<ScriptedModelServerOptions, "script"> = {}): Promise<ScriptedModelServer> {
+      return this.track(await startScriptedModelServer({ script, ...options }));
+    },
+    closeAll: async (): Promise<void> => {
+      await Promise.all(open.splice(0).map((s) => s.close()));
+    },
+  };
 }
