@@ -12,7 +12,8 @@ import { createDeps } from "../src/deps.js";
 
 export async function tempDir(prefix = "loupe-test-"): Promise<{ dir: string; cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
-  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+  // Retried: a server child killed just before may still be writing into the directory.
+  return { dir, cleanup: () => rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 }) };
 }
 
 /**
