@@ -3,11 +3,11 @@
 // in its messages, both on the same SqliteSaver.
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
-import { createAgent } from "../graphs/build.js";
-import { checkpointPath, createCheckpointer } from "../src/checkpointer.js";
-import { createDeps, imageStoreFor } from "../src/deps.js";
-import { ask } from "../src/run.js";
-import { startScriptedModelServer } from "../test/fixtures/scripted-model-server.js";
+import { createAgent } from "../graphs/agent.js";
+import { checkpointPath, createCheckpointer } from "../src/runtime/checkpointer.js";
+import { createDeps, imageStoreFor } from "../src/runtime/deps.js";
+import { ask } from "../src/run/ask.js";
+import { startScriptedModelServer } from "../src/cli/demo/scripted-model-server.js";
 import { createBase64Agent } from "./lib/base64-graph.js";
 import { benchSettings, fmt, fmtBytes, logLogSlope, pct, photoJpeg, round, tempDir, type Benchmark } from "./lib/common.js";
 import { scenarioEntry, SCENARIO_ANSWER } from "./lib/scenarios.js";

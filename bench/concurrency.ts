@@ -4,12 +4,12 @@
 // is its own; the server runs in the parent process.
 import { cpus } from "node:os";
 import { join } from "node:path";
-import { createAgent } from "../graphs/build.js";
-import { createCheckpointer } from "../src/checkpointer.js";
-import { createDeps, imageStoreFor } from "../src/deps.js";
-import { OpenAICompatibleModel } from "../src/model.js";
-import { ask } from "../src/run.js";
-import { startScriptedModelServer } from "../test/fixtures/scripted-model-server.js";
+import { createAgent } from "../graphs/agent.js";
+import { createCheckpointer } from "../src/runtime/checkpointer.js";
+import { createDeps, imageStoreFor } from "../src/runtime/deps.js";
+import { OpenAICompatibleModel } from "../src/core/model.js";
+import { ask } from "../src/run/ask.js";
+import { startScriptedModelServer } from "../src/cli/demo/scripted-model-server.js";
 import { bareLoop } from "./lib/bare-loop.js";
 import { runInChild } from "./lib/child.js";
 import { benchSettings, fmt, fmtBytes, median, pct, photoJpeg, round, tempDir, type Benchmark } from "./lib/common.js";

@@ -5,7 +5,7 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import sharp from "sharp";
-import { ImageStore } from "../src/images.js";
+import { ImageStore } from "../src/core/images.js";
 import { runImageOp, toPixelBox } from "../tools/image-ops.js";
 import { runInChild } from "./lib/child.js";
 import { fmt, fmtBytes, median, photoJpeg, round, tempDir, type Benchmark } from "./lib/common.js";

@@ -4,13 +4,13 @@
 // complete()) / wall, timed on the client side. The bare loop, measured the same way, is the anchor.
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { createAgent } from "../graphs/build.js";
-import { createCheckpointer } from "../src/checkpointer.js";
-import { createDeps, imageStoreFor } from "../src/deps.js";
-import type { LoupeConfig } from "../src/config.js";
-import { OpenAICompatibleModel, type ModelClient } from "../src/model.js";
-import { ask } from "../src/run.js";
-import { startScriptedModelServer } from "../test/fixtures/scripted-model-server.js";
+import { createAgent } from "../graphs/agent.js";
+import { createCheckpointer } from "../src/runtime/checkpointer.js";
+import { createDeps, imageStoreFor } from "../src/runtime/deps.js";
+import type { LoupeConfig } from "../src/core/config.js";
+import { OpenAICompatibleModel, type ModelClient } from "../src/core/model.js";
+import { ask } from "../src/run/ask.js";
+import { startScriptedModelServer } from "../src/cli/demo/scripted-model-server.js";
 import { bareLoop } from "./lib/bare-loop.js";
 import { startServerProcess } from "./lib/child.js";
 import { benchSettings, collectGarbage, fmt, median, pct, photoJpeg, round, sum, type Benchmark } from "./lib/common.js";

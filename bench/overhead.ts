@@ -3,11 +3,11 @@
 // a bare hand-written loop sending byte-identical requests and running the same image tool.
 import { join } from "node:path";
 import { MemorySaver } from "@langchain/langgraph";
-import { createAgent } from "../graphs/build.js";
-import { createCheckpointer } from "../src/checkpointer.js";
-import { createDeps, imageStoreFor } from "../src/deps.js";
-import { OpenAICompatibleModel } from "../src/model.js";
-import { ask } from "../src/run.js";
+import { createAgent } from "../graphs/agent.js";
+import { createCheckpointer } from "../src/runtime/checkpointer.js";
+import { createDeps, imageStoreFor } from "../src/runtime/deps.js";
+import { OpenAICompatibleModel } from "../src/core/model.js";
+import { ask } from "../src/run/ask.js";
 import { bareLoop } from "./lib/bare-loop.js";
 import { FLOOR_VARIANTS, floorRunner, type FloorVariant } from "./lib/graph-floor.js";
 import { startServerProcess } from "./lib/child.js";

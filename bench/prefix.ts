@@ -3,13 +3,13 @@
 // re-sent byte-identical. The anchor is the ideal: 100%.
 import { join } from "node:path";
 import { writeFile } from "node:fs/promises";
-import { createAgent } from "../graphs/build.js";
-import { createCheckpointer } from "../src/checkpointer.js";
-import { createDeps } from "../src/deps.js";
-import { ask } from "../src/run.js";
-import { FAKE_TAVILY_API_KEY, startFakeTavilyServer } from "../test/fixtures/fake-tavily-server.js";
-import { startScriptedModelServer, type RecordedRequest, type ScriptEntry } from "../test/fixtures/scripted-model-server.js";
-import { harbourImage, TRAJECTORY_ACTIONS, TRAJECTORY_PAGES, TRAJECTORY_SEARCH } from "../test/scenarios/trajectory.js";
+import { createAgent } from "../graphs/agent.js";
+import { createCheckpointer } from "../src/runtime/checkpointer.js";
+import { createDeps } from "../src/runtime/deps.js";
+import { ask } from "../src/run/ask.js";
+import { FAKE_TAVILY_API_KEY, startFakeTavilyServer } from "../src/cli/demo/fake-tavily-server.js";
+import { startScriptedModelServer, type RecordedRequest, type ScriptEntry } from "../src/cli/demo/scripted-model-server.js";
+import { harbourImage, TRAJECTORY_ACTIONS, TRAJECTORY_PAGES, TRAJECTORY_SEARCH } from "../src/cli/demo/trajectory.js";
 import { benchSettings, fmt, pct, photoJpeg, round, tempDir, type Benchmark } from "./lib/common.js";
 import { scenarioEntry, SCENARIO_ANSWER } from "./lib/scenarios.js";
 import { QUESTION } from "./overhead.js";

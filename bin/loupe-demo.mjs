@@ -3,4 +3,4 @@
 import { register } from "tsx/esm/api";
 
 register();
-await import("../src/demo.ts");
+await import("../src/cli/demo/index.ts");

@@ -1,18 +1,57 @@
-// The agent graph as LangGraph Studio and the graph API serve it (see langgraph.json), plus the builders for composition.
-import { BUDGET_LIMITS } from "../src/config.js";
-import { servedDeps } from "../src/server-deps.js";
-import { createAgent, recursionLimitFor } from "./build.js";
+// Builds the agent graph, wiring only: planner (reflect, then the next model turn) → image_tool / search (fanned out with Send) → planner | answer.
+import { END, START, StateGraph, type BaseCheckpointSaver, type BaseStore } from "@langchain/langgraph";
+import { LoupeConfigSchema, type LoupeConfig } from "../src/core/config.js";
+import type { AgentDeps } from "../src/core/agent-deps.js";
+import { AgentGraphState } from "../src/core/graph-state.js";
+import { AgentInput, AgentOutput } from "../src/core/state.js";
+import { createAnswerNode } from "../nodes/answer.js";
+import { createApproveCallsNode, createApprovePlanNode } from "../nodes/approval.js";
+import { createImageToolNode } from "../nodes/image-tool.js";
+import { routeAfterPlanner } from "../nodes/route.js";
+import { createSearchNode } from "../nodes/search.js";
+import { createTurnNode } from "../nodes/turn.js";
 
-export { buildAgentGraph, createAgent, recursionLimitFor, type CreateAgentOptions, type LoupeAgent } from "./build.js";
+/** The uncompiled graph, for parents that compile it with their own checkpointer and store. */
+export function buildAgentGraph(deps: AgentDeps) {
+  return new StateGraph(AgentGraphState, { input: AgentInput, output: AgentOutput, context: LoupeConfigSchema })
+    // Reflect and plan are one node (nodes/turn.ts): two super-steps per tool call, not three.
+    .addNode("planner", createTurnNode(deps))
+    .addNode("image_tool", createImageToolNode(deps) as never)
+    .addNode("search", createSearchNode(deps) as never)
+    .addNode("answer", createAnswerNode(deps))
+    .addNode("approve_plan", createApprovePlanNode())
+    .addNode("approve_calls", createApproveCallsNode())
+    .addEdge(START, "planner")
+    .addConditionalEdges("planner", routeAfterPlanner, ["approve_plan", "approve_calls", "answer", "planner", "image_tool", "search"])
+    .addEdge("approve_plan", "planner")
+    .addConditionalEdges("approve_calls", routeAfterPlanner, ["planner", "image_tool", "search"])
+    .addEdge("image_tool", "planner")
+    .addEdge("search", "planner")
+    .addEdge("answer", END);
+}
+
+export interface CreateAgentOptions {
+  deps: AgentDeps;
+  checkpointer?: BaseCheckpointSaver | boolean;
+  /** LangGraph's long-term store, for parents and nodes that use one (Loupe's own nodes do not). */
+  store?: BaseStore;
+}
+
+/** A compiled agent with the given dependencies, checkpointer and store. */
+export function createAgent({ deps, checkpointer, store }: CreateAgentOptions) {
+  return buildAgentGraph(deps).compile({ checkpointer, store, name: "loupe" });
+}
+
+export type LoupeAgent = ReturnType<typeof createAgent>;
 
 /**
- * The compiled graph, configured from the environment; the server supplies its own checkpointer.
- * A run's context may raise its budgets, so the step limit fits the largest budgets a context can
- * set (the budgets, not the step limit, end a run): clients need not pass recursion_limit.
+ * LangGraph's step limit for a run: each tool turn is two super-steps (planner, tools), three when
+ * calls wait for approval; the limit allows one more per turn, so 20+ tool calls never overrun it.
  */
-export const graph = (() => {
-  const deps = servedDeps();
-  return createAgent({ deps }).withConfig({
-    recursionLimit: recursionLimitFor({ ...BUDGET_LIMITS, approvePlan: true, approveSearch: true, approveWebVisit: true }),
-  });
-})();
+export function recursionLimitFor(
+  settings: Pick<LoupeConfig, "maxTurns" | "maxToolCalls"> & Partial<Pick<LoupeConfig, "approvePlan" | "approveSearch" | "approveWebVisit">>,
+): number {
+  const perTurn = settings.approveSearch || settings.approveWebVisit ? 4 : 3;
+  return perTurn * Math.max(settings.maxTurns, settings.maxToolCalls) + perTurn * (settings.maxToolCalls > 0 ? 1 : 0) + (settings.approvePlan ? 2 : 0) + 10;
+}
+

@@ -1,11 +1,11 @@
 // Answer node: the final answer with its citations; when a budget ran out, asks the model once more for its best answer.
 import type { LangGraphRunnableConfig } from "@langchain/langgraph";
-import { runSettings, type AgentDeps } from "../src/deps.js";
-import { dialectRequestOptions, finalAnswerRequest, parseReply } from "../src/protocol.js";
-import type { AgentStateValue, Citation, ToolCallRecord, Turn } from "../src/state.js";
-import { EMPTY_USAGE } from "../src/state.js";
+import { runSettings, type AgentDeps } from "../src/core/agent-deps.js";
+import { dialectRequestOptions, finalAnswerRequest, parseReply } from "../src/core/protocol.js";
+import type { AgentStateValue, Citation, ToolCallRecord, Turn } from "../src/core/state.js";
+import { EMPTY_USAGE } from "../src/core/state.js";
 import { createToolbox } from "../tools/index.js";
-import { emit } from "./events.js";
+import { emit } from "../src/core/events.js";
 
 /**
  * Citations: pages and images the answer or its final reasoning names; failing that, the pages

@@ -1,8 +1,8 @@
 // Human in the loop (off by default): interrupt() so a person approves, edits or rejects the plan, and approves or denies search and web_visit calls.
 import { interrupt } from "@langchain/langgraph";
 import { z } from "zod/v4";
-import type { LoupeConfig } from "../src/config.js";
-import { PlanStepSchema, type AgentStateValue, type PendingCall, type PlanStep } from "../src/state.js";
+import type { LoupeConfig } from "../src/core/config.js";
+import { PlanStepSchema, type AgentStateValue, type PendingCall, type PlanStep } from "../src/core/state.js";
 
 /** What the graph asks a person; it is the value of the interrupt a client sees. */
 export type ApprovalRequest =

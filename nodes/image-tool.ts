@@ -1,10 +1,10 @@
 // Image-tool node: runs one crop/zoom/rotate/flip/adjust/annotate/resize call on an image from the store.
 import type { LangGraphRunnableConfig } from "@langchain/langgraph";
-import { runSettings, type AgentDeps } from "../src/deps.js";
-import type { ImageRef } from "../src/images.js";
-import type { PendingCall, ToolResult } from "../src/state.js";
+import { runSettings, type AgentDeps } from "../src/core/agent-deps.js";
+import type { ImageRef } from "../src/core/images.js";
+import type { PendingCall, ToolResult } from "../src/core/state.js";
 import { runImageOp, ToolArgumentError, type ImageToolName } from "../tools/image-ops.js";
-import { emit } from "./events.js";
+import { emit } from "../src/core/events.js";
 
 /** What a Send to this node carries: the call and the images it may refer to. */
 export interface ToolTask {

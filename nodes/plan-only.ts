@@ -1,7 +1,7 @@
 // Plan-only node: reads the inputs and asks the model for R1V4's up-front plan, without acting on it (the `planner` graph).
 import type { LangGraphRunnableConfig } from "@langchain/langgraph";
-import { runSettings, type AgentDeps } from "../src/deps.js";
-import { EMPTY_USAGE, type PlanOnlyStateValue } from "../src/state.js";
+import { runSettings, type AgentDeps } from "../src/core/agent-deps.js";
+import { EMPTY_USAGE, type PlanOnlyStateValue } from "../src/core/state.js";
 import { createToolbox } from "../tools/index.js";
 import { ingestInputs, makePlan } from "./planner.js";
 

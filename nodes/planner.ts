@@ -1,21 +1,21 @@
 // Planner node: sets up the conversation on the first turn (optionally with an up-front plan), then asks the model for its next action.
 import type { LangGraphRunnableConfig } from "@langchain/langgraph";
 import { z } from "zod/v4";
-import { runSettings, type AgentDeps } from "../src/deps.js";
-import { ImageInputError, type ImageRef } from "../src/images.js";
-import { readImageSource, sourceForState } from "../src/image-sources.js";
+import { runSettings, type AgentDeps } from "../src/core/agent-deps.js";
+import { ImageInputError, type ImageRef } from "../src/core/images.js";
+import { readImageSource, sourceForState } from "../src/core/image-sources.js";
 import {
   dialectRequestOptions,
   parseReply,
   plannerPrompt,
   questionTurn,
   type ImageRefWithModelView,
-} from "../src/protocol.js";
-import { PlanStepSchema, type AgentStateValue, type PendingCall, type PlanStep, type Turn } from "../src/state.js";
-import { EMPTY_USAGE } from "../src/state.js";
+} from "../src/core/protocol.js";
+import { PlanStepSchema, type AgentStateValue, type PendingCall, type PlanStep, type Turn } from "../src/core/state.js";
+import { EMPTY_USAGE } from "../src/core/state.js";
 import { createToolbox } from "../tools/index.js";
 import { approvalsFor, markCallsForApproval } from "./approval.js";
-import { emit } from "./events.js";
+import { emit } from "../src/core/events.js";
 
 /** Reads, checks and stores the input images; they become img_0, img_1, … */
 export async function ingestInputs(deps: AgentDeps, sources: string[], maxPixels: number, signal?: AbortSignal): Promise<ImageRefWithModelView[]> {

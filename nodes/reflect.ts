@@ -1,11 +1,11 @@
 // Reflect (run at the start of the planner node, see nodes/turn.ts): joins a turn's tool results, shows them to the model, checks each step the way R1V4 filtered its data, and enforces budgets.
 import type { LangGraphRunnableConfig } from "@langchain/langgraph";
-import { runSettings, type AgentDeps } from "../src/deps.js";
-import type { ImageRef } from "../src/images.js";
-import { canonicalJson, formatErrorTurn, observationTurns, type CallObservation } from "../src/protocol.js";
-import { clearedResults, isBudgetRefusal, type AgentStateValue, type ToolCallRecord, type Turn } from "../src/state.js";
-import { EMPTY_USAGE } from "../src/state.js";
-import { emit } from "./events.js";
+import { runSettings, type AgentDeps } from "../src/core/agent-deps.js";
+import type { ImageRef } from "../src/core/images.js";
+import { canonicalJson, formatErrorTurn, observationTurns, type CallObservation } from "../src/core/protocol.js";
+import { clearedResults, isBudgetRefusal, type AgentStateValue, type ToolCallRecord, type Turn } from "../src/core/state.js";
+import { EMPTY_USAGE } from "../src/core/state.js";
+import { emit } from "../src/core/events.js";
 
 /** A crop whose pixels barely vary (std dev below this, 0–255) is probably blank or missed its target. */
 export const BLANK_STDEV = 3;

@@ -1,7 +1,7 @@
 // Routing after the planner: a person's review (when asked for), answer, fan the calls out to the tool nodes with Send, or back to the planner to reflect.
 import { Send } from "@langchain/langgraph";
-import type { ImageRef } from "../src/images.js";
-import type { AgentStateValue, PendingCall } from "../src/state.js";
+import type { ImageRef } from "../src/core/images.js";
+import type { AgentStateValue, PendingCall } from "../src/core/state.js";
 import type { ToolTask } from "./image-tool.js";
 
 /**

@@ -1,10 +1,10 @@
 // Search node: runs one text_search / web_visit / image_search call through the configured providers.
 import type { LangGraphRunnableConfig } from "@langchain/langgraph";
-import { runSettings, type AgentDeps } from "../src/deps.js";
-import type { ImageStore } from "../src/images.js";
-import type { ToolResult } from "../src/state.js";
+import { runSettings, type AgentDeps } from "../src/core/agent-deps.js";
+import type { ImageStore } from "../src/core/images.js";
+import type { ToolResult } from "../src/core/state.js";
 import type { RelatedImage, SearchHit, SearchProvider } from "../tools/search/provider.js";
-import { emit } from "./events.js";
+import { emit } from "../src/core/events.js";
 import type { ToolTask } from "./image-tool.js";
 
 function trimTo(text: string, max: number): string {

@@ -1,7 +1,7 @@
 // The graph's "planner" node: reflect on the last model turn's results (when there was one), then ask the model for its next action.
 import type { LangGraphRunnableConfig } from "@langchain/langgraph";
-import type { AgentDeps } from "../src/deps.js";
-import type { AgentStateValue } from "../src/state.js";
+import type { AgentDeps } from "../src/core/agent-deps.js";
+import type { AgentStateValue } from "../src/core/state.js";
 import { createPlannerNode } from "./planner.js";
 import { createReflectNode } from "./reflect.js";
 

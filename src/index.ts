@@ -1,18 +1,20 @@
 // Loupe as a library: the agent graph's builder, a factory for a compiled agent on your model, search providers, stores and checkpointer, and the typed input, output and events.
 import type { BaseCheckpointSaver, BaseStore } from "@langchain/langgraph";
-import { createAgent } from "../graphs/build.js";
-import { resolveConfig, resolveSecrets, type LoupeConfig, type LoupeConfigInput, type LoupeSecrets } from "./config.js";
-import { createDeps, type AgentDeps } from "./deps.js";
-import type { ImageStore } from "./images.js";
-import type { ModelClient } from "./model.js";
+import { createAgent } from "../graphs/agent.js";
+import { resolveConfig, resolveSecrets, type LoupeConfig, type LoupeConfigInput, type LoupeSecrets } from "./core/config.js";
+import type { AgentDeps } from "./core/agent-deps.js";
+import { createDeps } from "./runtime/deps.js";
+import type { ImageStore } from "./core/images.js";
+import type { ModelClient } from "./core/model.js";
 import type { SearchProvider } from "../tools/search/provider.js";
 
-export { buildAgentGraph, createAgent, recursionLimitFor, type CreateAgentOptions, type LoupeAgent } from "../graphs/build.js";
-export { buildPlanOnlyGraph, createPlanOnlyGraph } from "../graphs/plan-only.js";
-export { ConfigError, ENV_VARS, LoupeConfigSchema, resolveConfig, resolveSecrets, type LoupeConfig, type LoupeConfigInput, type LoupeSecrets } from "./config.js";
-export { createDeps, runSettings, type AgentDeps } from "./deps.js";
-export { ImageStore, ImageInputError, type ImageRef } from "./images.js";
-export { OpenAICompatibleModel, ModelServerError, type ModelClient } from "./model.js";
+export { buildAgentGraph, createAgent, recursionLimitFor, type CreateAgentOptions, type LoupeAgent } from "../graphs/agent.js";
+export { buildPlanOnlyGraph, createPlanOnlyGraph } from "../graphs/plan.js";
+export { ConfigError, ENV_VARS, LoupeConfigSchema, resolveConfig, resolveSecrets, type LoupeConfig, type LoupeConfigInput, type LoupeSecrets } from "./core/config.js";
+export { runSettings, type AgentDeps } from "./core/agent-deps.js";
+export { createDeps, type RuntimeDeps } from "./runtime/deps.js";
+export { ImageStore, ImageInputError, type ImageRef } from "./core/images.js";
+export { OpenAICompatibleModel, ModelServerError, type ModelClient } from "./core/model.js";
 export type { SearchProvider } from "../tools/search/provider.js";
 export {
   AgentInput,
@@ -24,9 +26,9 @@ export {
   type Citation,
   type FinalAnswer,
   type PlanStep,
-} from "./state.js";
-export { ask, RunError, RunPaused, type AskOptions, type AskResult } from "./run.js";
-export type { AgentEvent } from "../nodes/events.js";
+} from "./core/state.js";
+export { ask, RunError, RunPaused, type AskOptions, type AskResult } from "./run/ask.js";
+export type { AgentEvent } from "./core/events.js";
 export { ApprovalDecisionSchema, type ApprovalDecision, type ApprovalRequest } from "../nodes/approval.js";
 
 export interface LoupeAgentOptions {

@@ -2,12 +2,12 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { ask, RunPaused } from "../src/run.js";
+import { ask, RunPaused } from "../src/run/ask.js";
 import type { ApprovalDecision } from "../nodes/approval.js";
-import { startFakeTavilyServer, FAKE_TAVILY_API_KEY, type FakeTavilyServer } from "./fixtures/fake-tavily-server.js";
-import type { ScriptEntry } from "./fixtures/scripted-model-server.js";
+import { startFakeTavilyServer, FAKE_TAVILY_API_KEY, type FakeTavilyServer } from "../src/cli/demo/fake-tavily-server.js";
+import type { ScriptEntry } from "../src/cli/demo/scripted-model-server.js";
 import { baseEnv, fixtureServers, requestText, runCli, tempDir, testAgent, testSettings, writeImage } from "./helpers.js";
-import { harbourImage, SIGN_PAGE_URL, TRAJECTORY_PAGES, TRAJECTORY_SEARCH } from "./scenarios/trajectory.js";
+import { harbourImage, SIGN_PAGE_URL, TRAJECTORY_PAGES, TRAJECTORY_SEARCH } from "../src/cli/demo/trajectory.js";
 
 let tmp: Awaited<ReturnType<typeof tempDir>>;
 let image: string;

@@ -1,9 +1,9 @@
 // Plan mode, reflect's step checks, and the budgets: through the real graph against the scripted model server.
 import sharp from "sharp";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { ask } from "../src/run.js";
-import type { ScriptEntry } from "./fixtures/scripted-model-server.js";
-import { startFakeTavilyServer, FAKE_TAVILY_API_KEY } from "./fixtures/fake-tavily-server.js";
+import { ask } from "../src/run/ask.js";
+import type { ScriptEntry } from "../src/cli/demo/scripted-model-server.js";
+import { startFakeTavilyServer, FAKE_TAVILY_API_KEY } from "../src/cli/demo/fake-tavily-server.js";
 import { fixtureServers, requestText, tempDir, testAgent, testSettings, writeImage } from "./helpers.js";
 
 let tmp: Awaited<ReturnType<typeof tempDir>>;

@@ -2,12 +2,12 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { startFakeTavilyServer, FAKE_TAVILY_API_KEY, type FakeTavilyServer } from "./fixtures/fake-tavily-server.js";
-import { startScriptedModelServer, type ScriptedModelServer } from "./fixtures/scripted-model-server.js";
+import { startFakeTavilyServer, FAKE_TAVILY_API_KEY, type FakeTavilyServer } from "../src/cli/demo/fake-tavily-server.js";
+import { startScriptedModelServer, type ScriptedModelServer } from "../src/cli/demo/scripted-model-server.js";
 import { baseEnv, NETWORK_GUARD, requestText, runCli, tempDir, writeImage } from "./helpers.js";
 import { minimalPdf } from "./fixtures/pdf.js";
 import { mkdir, writeFile } from "node:fs/promises";
-import { harbourImage, TRAJECTORY_ANSWER, TRAJECTORY_PAGES, TRAJECTORY_SEARCH, TRAJECTORY_TOOL_CALLS, trajectoryScript } from "./scenarios/trajectory.js";
+import { harbourImage, TRAJECTORY_ANSWER, TRAJECTORY_PAGES, TRAJECTORY_SEARCH, TRAJECTORY_TOOL_CALLS, trajectoryScript } from "../src/cli/demo/trajectory.js";
 
 const GUARD = NETWORK_GUARD;
 

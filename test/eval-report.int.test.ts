@@ -5,12 +5,12 @@ import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startFakeTavilyServer, FAKE_TAVILY_API_KEY, type FakeTavilyServer } from "./fixtures/fake-tavily-server.js";
-import { startScriptedModelServer, type ScriptedModelServer, type ScriptedTurn } from "./fixtures/scripted-model-server.js";
-import type { RecordedRequest } from "./fixtures/http-recording.js";
+import { startFakeTavilyServer, FAKE_TAVILY_API_KEY, type FakeTavilyServer } from "../src/cli/demo/fake-tavily-server.js";
+import { startScriptedModelServer, type ScriptedModelServer, type ScriptedTurn } from "../src/cli/demo/scripted-model-server.js";
+import type { RecordedRequest } from "../src/cli/demo/http-recording.js";
 import { requestText, tempDir } from "./helpers.js";
 import { testPicture } from "./scenarios/eval.js";
-import { resolveConfig } from "../src/config.js";
+import { resolveConfig } from "../src/core/config.js";
 import { runEval } from "../src/eval/run.js";
 
 const ROOT = resolve(import.meta.dirname, "..");

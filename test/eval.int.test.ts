@@ -2,7 +2,7 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { startScriptedModelServer, type ScriptedModelServer } from "./fixtures/scripted-model-server.js";
+import { startScriptedModelServer, type ScriptedModelServer } from "../src/cli/demo/scripted-model-server.js";
 import { baseEnv, runCli as runLoupe, tempDir } from "./helpers.js";
 import {
   CORRECT,
@@ -17,7 +17,7 @@ import {
   UNTAGGED,
   writeEvalDataset,
 } from "./scenarios/eval.js";
-import { resolveConfig } from "../src/config.js";
+import { resolveConfig } from "../src/core/config.js";
 import { runEval } from "../src/eval/run.js";
 import type { Comparison } from "../src/eval/compare.js";
 import type { EvalSummary, ResultRow } from "../src/eval/summary.js";

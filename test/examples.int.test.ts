@@ -6,9 +6,9 @@ import { copyFile, mkdir, symlink } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { batchRunConfig, buildBatchGraph } from "../examples/batch.js";
 import { createLoupeAgent } from "../src/index.js";
-import { startScriptedModelServer, type ScriptedModelServer } from "./fixtures/scripted-model-server.js";
+import { startScriptedModelServer, type ScriptedModelServer } from "../src/cli/demo/scripted-model-server.js";
 import { routedServer } from "./scenarios/router.js";
-import { harbourImage } from "./scenarios/trajectory.js";
+import { harbourImage } from "../src/cli/demo/trajectory.js";
 import { tempDir, writeImage } from "./helpers.js";
 
 const REPO = resolve(import.meta.dirname, "..");

@@ -10,9 +10,9 @@ import { MemorySaver } from "@langchain/langgraph";
 import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildReportGraph } from "../examples/remote.js";
-import type { AgentEvent } from "../nodes/events.js";
-import { startFakeTavilyServer, FAKE_TAVILY_API_KEY, type FakeTavilyServer } from "./fixtures/fake-tavily-server.js";
-import { startScriptedModelServer, type ScriptedModelServer } from "./fixtures/scripted-model-server.js";
+import type { AgentEvent } from "../src/core/events.js";
+import { startFakeTavilyServer, FAKE_TAVILY_API_KEY, type FakeTavilyServer } from "../src/cli/demo/fake-tavily-server.js";
+import { startScriptedModelServer, type ScriptedModelServer } from "../src/cli/demo/scripted-model-server.js";
 import { NETWORK_GUARD, requestText, tempDir } from "./helpers.js";
 import { routedServer } from "./scenarios/router.js";
 import {
@@ -24,7 +24,7 @@ import {
   TRAJECTORY_SEARCH,
   TRAJECTORY_TOOL_CALLS,
   trajectoryScript,
-} from "./scenarios/trajectory.js";
+} from "../src/cli/demo/trajectory.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const TRAJECTORY_QUESTION = "What code is written on the north pier sign, and what does it mark?";
@@ -203,7 +203,7 @@ describe("the graph API (dev server)", () => {
     expect((agent.input_schema as { required?: string[] }).required).toEqual(["question"]);
     expect(Object.keys((agent.input_schema as { properties: object }).properties).sort()).toEqual(["imageSources", "question"]);
     expect(Object.keys((agent.output_schema as { properties: object }).properties)).toEqual(expect.arrayContaining(["final", "images", "toolCalls", "usage"]));
-    const planner = await client.assistants.getSchemas("planner");
+    const planner = await client.assistants.getSchemas("plan");
     expect(Object.keys((planner.output_schema as { properties: object }).properties)).toEqual(expect.arrayContaining(["plan"]));
     expect(planner.context_schema).toEqual(agent.context_schema);
   });
@@ -305,7 +305,7 @@ describe("the graph API (dev server)", () => {
   });
 
   it("the planner-only graph returns a plan and executes nothing; file paths are refused as inputs", async () => {
-    const out = (await client.runs.wait(null, "planner", { input: { question: "Make a plan only: what does the sign say?", imageSources: [dataUrl] } })) as Record<string, any>;
+    const out = (await client.runs.wait(null, "plan", { input: { question: "Make a plan only: what does the sign say?", imageSources: [dataUrl] } })) as Record<string, any>;
     expect(out.plan).toEqual(PLAN);
     expect(out.images).toHaveLength(1);
 

@@ -4,11 +4,11 @@ import { tmpdir } from "node:os";
 import { spawn } from "node:child_process";
 import { join, resolve } from "node:path";
 import sharp from "sharp";
-import { createAgent } from "../graphs/build.js";
-import { startScriptedModelServer, type ScriptEntry, type ScriptedModelServer, type ScriptedModelServerOptions } from "./fixtures/scripted-model-server.js";
-import { createCheckpointer } from "../src/checkpointer.js";
-import { resolveConfig, type LoupeConfig, type LoupeSecrets } from "../src/config.js";
-import { createDeps } from "../src/deps.js";
+import { createAgent } from "../graphs/agent.js";
+import { startScriptedModelServer, type ScriptEntry, type ScriptedModelServer, type ScriptedModelServerOptions } from "../src/cli/demo/scripted-model-server.js";
+import { createCheckpointer } from "../src/runtime/checkpointer.js";
+import { resolveConfig, type LoupeConfig, type LoupeSecrets } from "../src/core/config.js";
+import { createDeps } from "../src/runtime/deps.js";
 
 export async function tempDir(prefix = "loupe-test-"): Promise<{ dir: string; cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), prefix));

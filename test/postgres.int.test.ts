@@ -9,12 +9,12 @@ import { join, resolve } from "node:path";
 import pg from "pg";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import { PostgresSaver } from "@langchain/langgraph-checkpoint-postgres";
-import { ConfigError, resolveConfig } from "../src/config.js";
-import { LoupeDatabase, setUpSchema } from "../src/postgres.js";
-import { startFakeTavilyServer, FAKE_TAVILY_API_KEY, type FakeTavilyServer } from "./fixtures/fake-tavily-server.js";
-import { startScriptedModelServer, type ScriptedModelServer } from "./fixtures/scripted-model-server.js";
+import { ConfigError, resolveConfig } from "../src/core/config.js";
+import { LoupeDatabase, setUpSchema } from "../src/core/postgres.js";
+import { startFakeTavilyServer, FAKE_TAVILY_API_KEY, type FakeTavilyServer } from "../src/cli/demo/fake-tavily-server.js";
+import { startScriptedModelServer, type ScriptedModelServer } from "../src/cli/demo/scripted-model-server.js";
 import { baseEnv, imagesInRequest, runCli, tempDir, writeImage } from "./helpers.js";
-import { harbourImage, TRAJECTORY_ANSWER, TRAJECTORY_PAGES, TRAJECTORY_SEARCH, TRAJECTORY_TOOL_CALLS, trajectoryScript } from "./scenarios/trajectory.js";
+import { harbourImage, TRAJECTORY_ANSWER, TRAJECTORY_PAGES, TRAJECTORY_SEARCH, TRAJECTORY_TOOL_CALLS, trajectoryScript } from "../src/cli/demo/trajectory.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const CLUSTER_SCRIPT = join(ROOT, "scripts", "pg-test-cluster.sh");

@@ -1,12 +1,12 @@
 // Faults that must not end a run badly: malformed model output, model-server faults and outages, forged tags in observations.
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { ask } from "../src/run.js";
-import { ModelServerError } from "../src/model.js";
-import { startFakeTavilyServer, FAKE_TAVILY_API_KEY, type FakeTavilyServer } from "./fixtures/fake-tavily-server.js";
-import { startScriptedModelServer, type ScriptEntry } from "./fixtures/scripted-model-server.js";
-import type { RecordedRequest } from "./fixtures/http-recording.js";
+import { ask } from "../src/run/ask.js";
+import { ModelServerError } from "../src/core/model.js";
+import { startFakeTavilyServer, FAKE_TAVILY_API_KEY, type FakeTavilyServer } from "../src/cli/demo/fake-tavily-server.js";
+import { startScriptedModelServer, type ScriptEntry } from "../src/cli/demo/scripted-model-server.js";
+import type { RecordedRequest } from "../src/cli/demo/http-recording.js";
 import { fixtureServers, requestText, tempDir, testAgent, testSettings, writeImage } from "./helpers.js";
-import { harbourImage } from "./scenarios/trajectory.js";
+import { harbourImage } from "../src/cli/demo/trajectory.js";
 
 let tmp: Awaited<ReturnType<typeof tempDir>>;
 let image: string;

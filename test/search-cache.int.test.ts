@@ -2,11 +2,11 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, expect, it } from "vitest";
-import { ask } from "../src/run.js";
-import { startFakeTavilyServer, FAKE_TAVILY_API_KEY } from "./fixtures/fake-tavily-server.js";
-import { startScriptedModelServer } from "./fixtures/scripted-model-server.js";
+import { ask } from "../src/run/ask.js";
+import { startFakeTavilyServer, FAKE_TAVILY_API_KEY } from "../src/cli/demo/fake-tavily-server.js";
+import { startScriptedModelServer } from "../src/cli/demo/scripted-model-server.js";
 import { tempDir, testAgent, testSettings, writeImage } from "./helpers.js";
-import { harbourImage, TRAJECTORY_ANSWER, TRAJECTORY_PAGES, TRAJECTORY_SEARCH, trajectoryScript } from "./scenarios/trajectory.js";
+import { harbourImage, TRAJECTORY_ANSWER, TRAJECTORY_PAGES, TRAJECTORY_SEARCH, trajectoryScript } from "../src/cli/demo/trajectory.js";
 
 let tmp: Awaited<ReturnType<typeof tempDir>>;
 beforeEach(async () => {

@@ -1,10 +1,10 @@
 // The agent end to end: real graph, real SQLite checkpointer, real HTTP to the scripted model server and a fake Tavily.
 import { readFile, stat } from "node:fs/promises";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { checkpointPath } from "../src/checkpointer.js";
-import { ask } from "../src/run.js";
-import { startFakeTavilyServer, FAKE_TAVILY_API_KEY, type FakeTavilyServer } from "./fixtures/fake-tavily-server.js";
-import { startScriptedModelServer, type ScriptedModelServer } from "./fixtures/scripted-model-server.js";
+import { checkpointPath } from "../src/runtime/checkpointer.js";
+import { ask } from "../src/run/ask.js";
+import { startFakeTavilyServer, FAKE_TAVILY_API_KEY, type FakeTavilyServer } from "../src/cli/demo/fake-tavily-server.js";
+import { startScriptedModelServer, type ScriptedModelServer } from "../src/cli/demo/scripted-model-server.js";
 import { imagesInRequest, isPrefixExtension, requestText, tempDir, testAgent, testSettings, writeImage } from "./helpers.js";
 import {
   harbourImage,
@@ -15,7 +15,7 @@ import {
   TRAJECTORY_TOOL_CALLS,
   trajectoryScript,
   SIGN_PAGE_URL,
-} from "./scenarios/trajectory.js";
+} from "../src/cli/demo/trajectory.js";
 
 describe.each(["tools", "tags"] as const)("15-tool-call trajectory, %s dialect", (dialect) => {
   let model: ScriptedModelServer;

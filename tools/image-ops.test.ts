@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { ImageInputError, ImageStore, type StoredImage } from "../src/images.ts";
+import { ImageInputError, ImageStore, type StoredImage } from "../src/core/images.ts";
 import {
   IMAGE_TOOL_NAMES,
   ToolArgumentError,

@@ -1,7 +1,8 @@
 // Image tools the vision model calls to think with images: argument schemas, tool specs, and the sharp operations.
 import sharp, { type Sharp } from "sharp";
 import { z } from "zod";
-import type { DecodedImage, ImageMime, ImageStore, StoredImage } from "../src/images.ts";
+import type { Coords } from "../src/core/config.ts";
+import type { DecodedImage, ImageMime, ImageStore, StoredImage } from "../src/core/images.ts";
 
 /**
  * How bbox/point numbers are read:
@@ -9,7 +10,6 @@ import type { DecodedImage, ImageMime, ImageStore, StoredImage } from "../src/im
  * - `norm1`: fractions 0–1 of width/height;
  * - `rel1000`: 0–1000 relative to width/height (Qwen3-VL's native grounding convention, the default).
  */
-export type Coords = "pixel" | "norm1" | "rel1000";
 
 export const DEFAULT_COORDS: Coords = "rel1000";
 export const DEFAULT_MAX_OUTPUT_PIXELS = 16_000_000;

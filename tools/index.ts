@@ -1,7 +1,8 @@
 // The toolbox: which tools the model is offered, and validation of a call before it runs.
-import type { ToolSpec } from "../src/protocol.js";
-import type { PendingCall, RawToolCall } from "../src/state.js";
-import { buildImageToolSpecs, IMAGE_TOOL_NAMES, imageToolSchemas, type Coords, type ImageToolName } from "./image-ops.js";
+import type { ToolSpec } from "../src/core/protocol.js";
+import type { PendingCall, RawToolCall } from "../src/core/state.js";
+import type { Coords } from "../src/core/config.js";
+import { buildImageToolSpecs, IMAGE_TOOL_NAMES, imageToolSchemas, type ImageToolName } from "./image-ops.js";
 import {
   availableSearchTools,
   SEARCH_TOOL_NAMES,

@@ -2,9 +2,9 @@
 // It sends the same HTTP requests as Loupe (same client, same turns, same tool results and notes)
 // and runs the same image tools; the benchmarks check that the request bytes are identical.
 import { readFile } from "node:fs/promises";
-import type { LoupeConfig } from "../../src/config.js";
-import type { ImageRef, ImageStore } from "../../src/images.js";
-import type { ModelClient } from "../../src/model.js";
+import type { LoupeConfig } from "../../src/core/config.js";
+import type { ImageRef, ImageStore } from "../../src/core/images.js";
+import type { ModelClient } from "../../src/core/model.js";
 import {
   finalAnswerRequest,
   observationTurns,
@@ -12,8 +12,8 @@ import {
   questionTurn,
   type CallObservation,
   type ImageRefWithModelView,
-} from "../../src/protocol.js";
-import type { Turn } from "../../src/state.js";
+} from "../../src/core/protocol.js";
+import type { Turn } from "../../src/core/state.js";
 import { createToolbox } from "../../tools/index.js";
 import { runImageOp, type ImageToolName } from "../../tools/image-ops.js";
 

@@ -5,7 +5,7 @@
 import { AIMessage, HumanMessage, ToolMessage, type BaseMessage } from "@langchain/core/messages";
 import { Annotation, END, MessagesAnnotation, START, StateGraph, type BaseCheckpointSaver } from "@langchain/langgraph";
 import { readFile } from "node:fs/promises";
-import type { ImageRef, ImageStore } from "../../src/images.js";
+import type { ImageRef, ImageStore } from "../../src/core/images.js";
 import { runImageOp } from "../../tools/image-ops.js";
 import { cropBox, SCENARIO_ANSWER } from "./scenarios.js";
 

@@ -4,7 +4,7 @@ import { fork, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { ROOT } from "./common.js";
 import type { CropScenario } from "./scenarios.js";
-import type { ScriptedModelServerOptions } from "../../test/fixtures/scripted-model-server.js";
+import type { ScriptedModelServerOptions } from "../../src/cli/demo/scripted-model-server.js";
 
 export function forkTs(script: string): ChildProcess {
   return fork(join(ROOT, script), [], {

@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import sharp from "sharp";
-import { resolveConfig, type LoupeConfig } from "../../src/config.js";
+import { resolveConfig, type LoupeConfig } from "../../src/core/config.js";
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const RESULTS_DIR = join(ROOT, "bench", "results");

@@ -6,9 +6,9 @@
 import { Annotation, DeltaChannel, END, MemorySaver, Send, START, StateGraph, type BaseCheckpointSaver } from "@langchain/langgraph";
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
-import { LoupeSqliteSaver } from "../../src/checkpointer.js";
-import { AgentGraphState } from "../../src/graph-state.js";
-import { clearedResults, EMPTY_USAGE, type AgentStateValue, type ToolResult, type Turn } from "../../src/state.js";
+import { LoupeSqliteSaver } from "../../src/runtime/checkpointer.js";
+import { AgentGraphState } from "../../src/core/graph-state.js";
+import { clearedResults, EMPTY_USAGE, type AgentStateValue, type ToolResult, type Turn } from "../../src/core/state.js";
 import { cropBox } from "./scenarios.js";
 
 const SHA = "0".repeat(64);

@@ -1,7 +1,7 @@
 // Model scripts for the benchmarks, keyed on the request: the step is the number of assistant
 // messages already in the conversation, so every thread gets its own trajectory from one server.
-import type { ModelClient } from "../../src/model.js";
-import type { RecordedRequest, ScriptedTurn } from "../../test/fixtures/scripted-model-server.js";
+import type { ModelClient } from "../../src/core/model.js";
+import type { RecordedRequest, ScriptedTurn } from "../../src/cli/demo/scripted-model-server.js";
 
 export interface CropScenario {
   /** Tool calls before the model answers. */

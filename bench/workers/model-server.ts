@@ -1,7 +1,7 @@
 // Child process: the scripted model server, answering each request by its step in a crop scenario.
 import { sha256 } from "../lib/common.js";
 import { scenarioEntry, type CropScenario } from "../lib/scenarios.js";
-import { startScriptedModelServer, type ScriptedModelServerOptions } from "../../test/fixtures/scripted-model-server.js";
+import { startScriptedModelServer, type ScriptedModelServerOptions } from "../../src/cli/demo/scripted-model-server.js";
 
 interface StartMessage {
   type: "start";

@@ -2,10 +2,10 @@
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { basename, dirname, extname, join, resolve } from "node:path";
 import { BLANK_STDEV } from "../../nodes/reflect.js";
-import type { ImageStore } from "../images.js";
-import type { ModelClient } from "../model.js";
-import { plannerPrompt, systemPrompt } from "../protocol.js";
-import type { Part, PlanStep, Turn } from "../state.js";
+import type { ImageStore } from "../core/images.js";
+import type { ModelClient } from "../core/model.js";
+import { plannerPrompt, systemPrompt } from "../core/protocol.js";
+import type { Part, PlanStep, Turn } from "../core/state.js";
 import { imageStats } from "../../tools/image-ops.js";
 import { toolSpecs } from "../../tools/index.js";
 import { readManifest, readResults, writeAtomic, type ResultRow } from "./summary.js";

@@ -2,10 +2,10 @@
 import { mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import Database from "better-sqlite3";
-import { LoupeConfigSchema, type LoupeConfig } from "../config.js";
-import type { ImageStore } from "../images.js";
-import { sha256Hex } from "../images.js";
-import { OpenAICompatibleModel, type ModelClient } from "../model.js";
+import { LoupeConfigSchema, type LoupeConfig } from "../core/config.js";
+import type { ImageStore } from "../core/images.js";
+import { sha256Hex } from "../core/images.js";
+import { OpenAICompatibleModel, type ModelClient } from "../core/model.js";
 
 /** Bump when the prompt or the parsing changes, so cached verdicts of the old protocol stop matching. */
 export const JUDGE_PROTOCOL_VERSION = 1;

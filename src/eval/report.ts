@@ -1,7 +1,7 @@
 // report.html: one self-contained page (inline CSS, SVG plots, images as data URLs) with the summary and every item's trajectory.
 import { join } from "node:path";
 import sharp from "sharp";
-import type { ImageStore } from "../images.js";
+import type { ImageStore } from "../core/images.js";
 import type { Interval } from "./score.js";
 import {
   pct,

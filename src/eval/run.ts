@@ -5,13 +5,13 @@ import { join, resolve } from "node:path";
 import { readFile } from "node:fs/promises";
 import { importMmsearchResults } from "../../tools/search/mmsearch-import.js";
 import cliProgress from "cli-progress";
-import { createAgent, type LoupeAgent } from "../../graphs/build.js";
-import { openCheckpointer } from "../checkpointer.js";
-import { redactDatabaseUrl, type LoupeConfig, type LoupeSecrets } from "../config.js";
-import { createDeps, type AgentDeps } from "../deps.js";
-import { urlImageReader } from "../image-sources.js";
-import { ask, summarize, RunError, type AskResult } from "../run.js";
-import { isBudgetRefusal, type AgentStateValue, type ToolCallRecord } from "../state.js";
+import { createAgent, type LoupeAgent } from "../../graphs/agent.js";
+import { openCheckpointer } from "../runtime/checkpointer.js";
+import { redactDatabaseUrl, type LoupeConfig, type LoupeSecrets } from "../core/config.js";
+import { createDeps, type RuntimeDeps } from "../runtime/deps.js";
+import { urlImageReader } from "../core/image-sources.js";
+import { ask, summarize, RunError, type AskResult } from "../run/ask.js";
+import { isBudgetRefusal, type AgentStateValue, type ToolCallRecord } from "../core/state.js";
 import type { DatasetFormat, EvalItem, ImageInput } from "./items.js";
 import { Judge, JudgeCache, judgeCachePath } from "./judge.js";
 import { loadDataset, safeId, sniffExt } from "./loaders.js";
@@ -57,7 +57,7 @@ export interface EvalOptions {
   signal?: AbortSignal;
   log?: (line: string) => void;
   /** Replace parts of the agent's dependencies (tests). */
-  deps?: Partial<Omit<AgentDeps, "defaults">>;
+  deps?: Partial<Omit<RuntimeDeps, "defaults">>;
 }
 
 export interface EvalOutcome {
@@ -162,7 +162,7 @@ function toolsByName(traj: Trajectory): Record<string, number> {
 }
 
 /** Imports an item's recorded reverse image search under the hash its first image gets in the store (what image_search on img_0 looks up). */
-async function importRecordedImageSearch(item: EvalItem, firstImage: string | undefined, deps: AgentDeps): Promise<void> {
+async function importRecordedImageSearch(item: EvalItem, firstImage: string | undefined, deps: RuntimeDeps): Promise<void> {
   if (item.imageSearchResult === undefined || !firstImage || !deps.searchCache) return;
   const stored = await deps.images.ingest(await readFile(firstImage));
   await importMmsearchResults(deps.searchCache, [{ imageSha256: stored.sha256, results: item.imageSearchResult }], "serper-lens", { images: deps.images });

@@ -5,7 +5,7 @@ import { answerLetters, parseChoices } from "./loaders.js";
 import { boxedText, extractChoice, matchScore, waldInterval } from "./score.js";
 import { percentile } from "./summary.js";
 import { iou } from "./trajectory.js";
-import { extractAnswer, parseReply } from "../protocol.js";
+import { extractAnswer, parseReply } from "../core/protocol.js";
 
 const CHOICES = [
   { letter: "A", text: "red" },

@@ -1,9 +1,10 @@
 // A checkpointed thread read back as a trajectory: steps of thinking, tool calls with their results and images, observations, the answer.
-import type { ImageRef } from "../images.js";
-import type { AgentStateValue, Part, PlanStep, ToolCallRecord, Turn } from "../state.js";
-import { toPixelBox, type Coords, type PixelBox } from "../../tools/image-ops.js";
-import { extractAnswer, extractThink } from "../protocol.js";
-import { withEmptyChannels } from "../graph-state.js";
+import type { ImageRef } from "../core/images.js";
+import type { AgentStateValue, Part, PlanStep, ToolCallRecord, Turn } from "../core/state.js";
+import { toPixelBox, type PixelBox } from "../../tools/image-ops.js";
+import type { Coords } from "../core/config.js";
+import { extractAnswer, extractThink } from "../core/protocol.js";
+import { withEmptyChannels } from "../core/graph-state.js";
 
 export interface TrajImage extends ImageRef {
   /** For crops and zooms: the region of the parent it shows, in the parent's pixels. */

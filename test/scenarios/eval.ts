@@ -2,8 +2,8 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import sharp from "sharp";
-import type { ScriptedTurn } from "../fixtures/scripted-model-server.js";
-import type { RecordedRequest } from "../fixtures/http-recording.js";
+import type { ScriptedTurn } from "../../src/cli/demo/scripted-model-server.js";
+import type { RecordedRequest } from "../../src/cli/demo/http-recording.js";
 
 export const EVAL_ITEMS = 20;
 /** Open items the model answers wrongly (the judge says no). */

@@ -1,6 +1,6 @@
 // One scripted model server for many concurrent runs: each request is answered from the script of the run it belongs to, found by its question.
-import type { RecordedRequest } from "../fixtures/http-recording.js";
-import type { ScriptEntry, ScriptedModelServerOptions, ScriptedTurn } from "../fixtures/scripted-model-server.js";
+import type { RecordedRequest } from "../../src/cli/demo/http-recording.js";
+import type { ScriptEntry, ScriptedModelServerOptions, ScriptedTurn } from "../../src/cli/demo/scripted-model-server.js";
 
 export interface RoutedScenario {
   /** Text only this run's question contains. */

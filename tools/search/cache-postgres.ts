@@ -1,5 +1,5 @@
 // The search cache in Postgres (LOUPE_DATABASE_URL): the same entries and rules as the SQLite cache, shared by every worker.
-import type { LoupeDatabase } from "../../src/postgres.js";
+import type { LoupeDatabase } from "../../src/core/postgres.js";
 import { usableEntry, type CacheEntry, type CacheEntryMeta, type CacheLookup, type CacheRow, type SearchCacheStore } from "./cache.js";
 
 export interface PostgresSearchCacheOptions {

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import sharp from "sharp";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { ImageStore, sha256Hex } from "../../src/images.ts";
+import { ImageStore, sha256Hex } from "../../src/core/images.ts";
 import {
   CacheMissError,
   SearchCache,

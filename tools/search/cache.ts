@@ -3,7 +3,7 @@ import { mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import Database from "better-sqlite3";
 import { z } from "zod/v4";
-import { sha256Hex } from "../../src/images.js";
+import { sha256Hex } from "../../src/core/images.js";
 import type { PageContent, PageFailure, SearchProvider } from "./provider.js";
 import { scrubber } from "./resilience.js";
 
@@ -256,7 +256,7 @@ export class SearchCache implements SearchCacheStore {
 
   /** The entry under key if it is usable for this lookup (counted as a hit), else undefined (a miss). */
   get(key: string, lookup: CacheLookup = {}): CacheEntry | undefined {
-    const row = this.db.prepare<Row>("SELECT * FROM search_cache WHERE key = ?").get(key);
+    const row = this.db.prepare<[string], Row>("SELECT * FROM search_cache WHERE key = ?").get(key);
     const entry = usableEntry(row, lookup, this.now());
     if (entry) this.counters.hits++;
     else this.counters.misses++;
@@ -283,7 +283,7 @@ export class SearchCache implements SearchCacheStore {
 
   stats(): SearchCacheStats {
     const row = this.db
-      .prepare<{ entries: number; expired: number | null }>(
+      .prepare<[number], { entries: number; expired: number | null }>(
         "SELECT COUNT(*) AS entries, SUM(expires_at IS NOT NULL AND expires_at <= ?) AS expired FROM search_cache",
       )
       .get(this.now())!;

@@ -1,5 +1,5 @@
 // Imports MMSearch's benchmark-provided reverse image search results into the search cache, so MMSearch runs offline.
-import type { StoredImage } from "../../src/images.js";
+import type { StoredImage } from "../../src/core/images.js";
 import { imageSearchKey, type SearchCacheStore } from "./cache.js";
 import type { SearchHit } from "./provider.js";
 

@@ -3,9 +3,9 @@ import { minimalPdf } from "../../test/fixtures/pdf.js";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import type { CompleteOptions, ModelClient } from "../../src/model.js";
-import type { ModelReply } from "../../src/protocol.js";
-import type { Turn } from "../../src/state.js";
+import type { CompleteOptions, ModelClient } from "../../src/core/model.js";
+import type { ModelReply } from "../../src/core/protocol.js";
+import type { Turn } from "../../src/core/state.js";
 import { readableText, UnreadableContentError } from "./readable.js";
 import { createDirectWebProvider, excerptForGoal, formatSummary } from "./web.js";
 

@@ -1,7 +1,7 @@
 // Direct web_visit provider: reads pages through the guarded fetch, and has the model condense long ones toward the call's goal.
-import { BlockedAddressError, FetchError, guardedFetch, type GuardedFetchOptions } from "../../src/http.js";
-import type { ModelClient } from "../../src/model.js";
-import type { Turn } from "../../src/state.js";
+import { BlockedAddressError, FetchError, guardedFetch, type GuardedFetchOptions } from "../../src/core/http.js";
+import type { ModelClient } from "../../src/core/model.js";
+import type { Turn } from "../../src/core/state.js";
 import type { PageContent, PageFailure, SearchProvider } from "./provider.js";
 import { readableText } from "./readable.js";
 

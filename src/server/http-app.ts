@@ -2,17 +2,17 @@
 import { Client } from "@langchain/langgraph-sdk";
 import { Hono, type MiddlewareHandler } from "hono";
 import { z } from "zod/v4";
-import { LoupeConfigSchema, resolveSecrets } from "./config.js";
-import type { AgentDeps } from "./deps.js";
+import { LoupeConfigSchema, resolveSecrets } from "../core/config.js";
+import type { AgentDeps } from "../core/agent-deps.js";
 import { createImageRoute, imageRouteSecret } from "./image-route.js";
-import type { ImageRef } from "./images.js";
-import { servedDeps } from "./server-deps.js";
-import { AgentInput, AgentOutput, PlanOnlyOutput } from "./state.js";
+import type { ImageRef } from "../core/images.js";
+import { servedDeps } from "./deps.js";
+import { AgentInput, AgentOutput, PlanOnlyOutput } from "../core/state.js";
 
 /** The served graphs' schemas by graph id (as in langgraph.json). */
 export const SERVED_SCHEMAS: Record<string, { input: z.ZodType; output: z.ZodType; context: z.ZodType }> = {
   agent: { input: AgentInput, output: AgentOutput, context: LoupeConfigSchema },
-  planner: { input: AgentInput, output: PlanOnlyOutput, context: LoupeConfigSchema },
+  plan: { input: AgentInput, output: PlanOnlyOutput, context: LoupeConfigSchema },
 };
 
 /**

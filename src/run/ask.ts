@@ -1,11 +1,11 @@
 // Running a question through a compiled agent: thread ids, streaming progress events, resume, and the result summary.
 import { randomUUID } from "node:crypto";
 import { Command } from "@langchain/langgraph";
-import { recursionLimitFor, type LoupeAgent } from "../graphs/build.js";
-import type { ApprovalDecision, ApprovalRequest } from "../nodes/approval.js";
-import type { AgentEvent } from "../nodes/events.js";
-import { redactDatabaseUrl, type LoupeConfig } from "./config.js";
-import type { AgentStateValue, Citation } from "./state.js";
+import { recursionLimitFor, type LoupeAgent } from "../../graphs/agent.js";
+import type { ApprovalDecision, ApprovalRequest } from "../../nodes/approval.js";
+import type { AgentEvent } from "../core/events.js";
+import { redactDatabaseUrl, type LoupeConfig } from "../core/config.js";
+import type { AgentStateValue, Citation } from "../core/state.js";
 
 export interface AskResult {
   threadId: string;

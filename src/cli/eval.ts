@@ -2,21 +2,21 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { createAgent } from "../../graphs/build.js";
-import { openCheckpointer } from "../checkpointer.js";
-import type { ImageStore } from "../images.js";
-import type { ThreadReader } from "./trajectory.js";
-import { ENV_VARS, LoupeConfigSchema, resolveConfig, resolveSecrets, type LoupeConfig } from "../config.js";
-import { createDeps } from "../deps.js";
-import { OpenAICompatibleModel } from "../model.js";
-import { compareRuns, formatComparison } from "./compare.js";
-import { EXPORT_FORMATS, exportTrajectories, formatExportReport, type ExportFormat } from "./export.js";
-import { FORMATS, type DatasetFormat } from "./items.js";
-import { writeReport } from "./report.js";
-import { int, num } from "../cli-args.js";
-import { defaultRunDir, formatSummary, ResumeMismatchError, runEval } from "./run.js";
-import { UsageError } from "../cli-review.js";
-import { MANIFEST_FILE, readManifest, type RunManifest } from "./summary.js";
+import { createAgent } from "../../graphs/agent.js";
+import { openCheckpointer } from "../runtime/checkpointer.js";
+import type { ImageStore } from "../core/images.js";
+import type { ThreadReader } from "../eval/trajectory.js";
+import { ENV_VARS, LoupeConfigSchema, resolveConfig, resolveSecrets, type LoupeConfig } from "../core/config.js";
+import { createDeps } from "../runtime/deps.js";
+import { OpenAICompatibleModel } from "../core/model.js";
+import { compareRuns, formatComparison } from "../eval/compare.js";
+import { EXPORT_FORMATS, exportTrajectories, formatExportReport, type ExportFormat } from "../eval/export.js";
+import { FORMATS, type DatasetFormat } from "../eval/items.js";
+import { writeReport } from "../eval/report.js";
+import { int, num } from "./args.js";
+import { defaultRunDir, formatSummary, ResumeMismatchError, runEval } from "../eval/run.js";
+import { UsageError } from "./review.js";
+import { MANIFEST_FILE, readManifest, type RunManifest } from "../eval/summary.js";
 
 
 /** The most recent run of this dataset under <dataDir>/runs, for `--resume` without `--out`. */

@@ -3,8 +3,9 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ConfigError, resolveConfig } from "./config.js";
-import { createDeps, runSettings, type AgentDeps } from "./deps.js";
+import { ConfigError, resolveConfig } from "../core/config.js";
+import { runSettings, type AgentDeps } from "../core/agent-deps.js";
+import { createDeps } from "./deps.js";
 
 let dir: string;
 const made: AgentDeps[] = [];

@@ -5,6 +5,8 @@ import { z } from "zod/v4";
 export const DIALECTS = ["tools", "tags"] as const;
 export type Dialect = (typeof DIALECTS)[number];
 export const COORDS = ["rel1000", "norm1", "pixel"] as const;
+/** How a box's numbers are read: rel1000 (0-1000, Qwen3-VL), norm1 (0-1) or pixel. */
+export type Coords = (typeof COORDS)[number];
 
 /** The largest budgets a run may set (also what the served graph's step limit allows for). */
 export const BUDGET_LIMITS = { maxToolCalls: 1000, maxTurns: 2000 } as const;

@@ -1,8 +1,8 @@
 // A recorded 15-tool-call trajectory (crops of crops interleaved with searches) in both dialects, for tests and the demo.
 import sharp from "sharp";
-import type { FakeSearchResult } from "../fixtures/fake-tavily-server.js";
-import type { ScriptEntry, ScriptedTurn } from "../fixtures/scripted-model-server.js";
-import type { RecordedRequest } from "../fixtures/http-recording.js";
+import type { FakeSearchResult } from "./fake-tavily-server.js";
+import type { ScriptEntry, ScriptedTurn } from "./scripted-model-server.js";
+import type { RecordedRequest } from "./http-recording.js";
 
 export type Dialect = "tools" | "tags";
 

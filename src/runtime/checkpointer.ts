@@ -5,8 +5,8 @@ import type { BaseCheckpointSaver } from "@langchain/langgraph";
 import { PostgresSaver } from "@langchain/langgraph-checkpoint-postgres";
 import { SqliteSaver } from "@langchain/langgraph-checkpoint-sqlite";
 import Database from "better-sqlite3";
-import type { LoupeConfig } from "./config.js";
-import { LoupeDatabase } from "./postgres.js";
+import type { LoupeConfig } from "../core/config.js";
+import { LoupeDatabase } from "../core/postgres.js";
 
 export function checkpointPath(config: Pick<LoupeConfig, "dataDir">): string {
   return join(resolve(config.dataDir), "checkpoints.sqlite");

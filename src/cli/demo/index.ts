@@ -5,9 +5,9 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { FAKE_TAVILY_API_KEY, startFakeTavilyServer } from "../test/fixtures/fake-tavily-server.js";
-import { startScriptedModelServer } from "../test/fixtures/scripted-model-server.js";
-import { harbourImage, TRAJECTORY_PAGES, TRAJECTORY_SEARCH, TRAJECTORY_TOOL_CALLS, trajectoryScript } from "../test/scenarios/trajectory.js";
+import { FAKE_TAVILY_API_KEY, startFakeTavilyServer } from "./fake-tavily-server.js";
+import { startScriptedModelServer } from "./scripted-model-server.js";
+import { harbourImage, TRAJECTORY_PAGES, TRAJECTORY_SEARCH, TRAJECTORY_TOOL_CALLS, trajectoryScript } from "./trajectory.js";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const CLI = join(ROOT, "bin", "loupe.mjs");

@@ -4,10 +4,9 @@ import { ChatOpenAI, ChatOpenAICompletions, type ChatOpenAIFields } from "@langc
 import { createHash } from "node:crypto";
 import { getConfig } from "@langchain/langgraph";
 import pRetry, { AbortError } from "p-retry";
-import type { LoupeConfig } from "./config.js";
+import type { Coords, LoupeConfig } from "./config.js";
 import type { ImageMime, ImageStore } from "./images.js";
 import { systemPrompt, type ModelReply, type ToolSpec } from "./protocol.js";
-import { toolSpecs } from "../tools/index.js";
 import type { Part, RawToolCall, Turn } from "./state.js";
 
 /** The model server could not be used; the message names the URL and what happened. */
@@ -104,21 +103,29 @@ class RequestTimeoutError extends Error {
   }
 }
 
+/** The specs of the named tools, with boxes described in the given convention (tools/index.ts's toolSpecs). */
+export type ToolSpecsFor = (names: string[], coords: Coords) => ToolSpec[];
+
 export interface ModelClientOptions {
   config: LoupeConfig;
   apiKey?: string;
   images: ImageStore;
+  /** Renders a `system` turn's tools (the composition root passes tools/'s toolSpecs); needed only for conversations with one. */
+  toolSpecs?: ToolSpecsFor;
 }
 
-const systemPrompts = new Map<string, string>();
+const systemPrompts = new WeakMap<ToolSpecsFor, Map<string, string>>();
 
 /** The system prompt a `system` turn stands for, rendered once per (dialect, tools, coords). */
-function systemPromptFor(turn: Extract<Turn, { role: "system" }>): string {
+function systemPromptFor(turn: Extract<Turn, { role: "system" }>, toolSpecs: ToolSpecsFor | undefined): string {
+  if (!toolSpecs) throw new Error("this model client cannot render a system turn: create it with the toolSpecs option");
+  let rendered = systemPrompts.get(toolSpecs);
+  if (!rendered) systemPrompts.set(toolSpecs, (rendered = new Map()));
   const key = JSON.stringify([turn.dialect, turn.coords, turn.tools]);
-  let text = systemPrompts.get(key);
+  let text = rendered.get(key);
   if (text === undefined) {
     text = systemPrompt(turn.dialect, toolSpecs(turn.tools, turn.coords), turn.coords);
-    systemPrompts.set(key, text);
+    rendered.set(key, text);
   }
   return text;
 }
@@ -159,6 +166,7 @@ export class OpenAICompatibleModel implements ModelClient {
   private readonly config: LoupeConfig;
   private readonly apiKey: string;
   private readonly images: ImageStore;
+  private readonly toolSpecs: ToolSpecsFor | undefined;
   private resolvedModel: Promise<string> | null = null;
   private readonly dataUrls = new Map<string, string>();
 
@@ -167,6 +175,7 @@ export class OpenAICompatibleModel implements ModelClient {
     this.url = options.config.modelUrl.replace(/\/+$/, "");
     this.apiKey = options.apiKey || "EMPTY";
     this.images = options.images;
+    this.toolSpecs = options.toolSpecs;
   }
 
   modelName(): Promise<string> {
@@ -377,7 +386,7 @@ export class OpenAICompatibleModel implements ModelClient {
     for (const turn of turns) {
       switch (turn.role) {
         case "system":
-          out.push(new SystemMessage(systemPromptFor(turn)));
+          out.push(new SystemMessage(systemPromptFor(turn, this.toolSpecs)));
           break;
         case "system_text":
           out.push(new SystemMessage(turn.text));

@@ -2,10 +2,10 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Command } from "commander";
-import { ApprovalDecisionSchema, type ApprovalDecision } from "../nodes/approval.js";
-import { formatPlan } from "../nodes/planner.js";
-import type { LoupeConfig } from "./config.js";
-import type { RunPaused } from "./run.js";
+import { ApprovalDecisionSchema, type ApprovalDecision } from "../../nodes/approval.js";
+import { formatPlan } from "../../nodes/planner.js";
+import type { LoupeConfig } from "../core/config.js";
+import type { RunPaused } from "../run/ask.js";
 
 /** A wrong flag or argument found while running a command (commander reports its own parse errors itself); exit code 2. */
 export class UsageError extends Error {

@@ -4,21 +4,9 @@ import { mkdir, readFile, rename, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import sharp from "sharp";
 
-export type ImageMime = "image/jpeg" | "image/png" | "image/webp" | "image/gif";
+import type { ImageMime, ImageRef } from "./state.js";
 
-/** What graph state keeps for an image: a reference into the store, never bytes. */
-export interface ImageRef {
-  /** The id the model sees: img_0 for the first input image, then img_1, img_2, … */
-  id: string;
-  sha256: string;
-  mime: ImageMime;
-  width: number;
-  height: number;
-  /** Id of the image this one was made from (null for input images). */
-  parent: string | null;
-  /** Short description of the operation that produced it, e.g. `crop [10,20,400,300]` (null for inputs). */
-  op: string | null;
-}
+export type { ImageMime, ImageRef };
 
 /** An image in the store, before it has an id in a run. */
 export interface StoredImage {

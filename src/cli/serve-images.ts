@@ -1,9 +1,9 @@
 // `loupe serve-images`: the image route on its own HTTP port, for reverse image search (put it behind
 // the URL in LOUPE_PUBLIC_IMAGE_BASE_URL) and for clients fetching a run's sub-images.
-import type { LoupeConfig, LoupeSecrets } from "./config.js";
-import { imageStoreFor } from "./deps.js";
-import { createImageRoute, imageRouteSecret, serveImageRoute } from "./image-route.js";
-import { LoupeDatabase } from "./postgres.js";
+import type { LoupeConfig, LoupeSecrets } from "../core/config.js";
+import { imageStoreFor } from "../runtime/deps.js";
+import { createImageRoute, imageRouteSecret, serveImageRoute } from "../server/image-route.js";
+import { LoupeDatabase } from "../core/postgres.js";
 
 export async function runServeImages(
   settings: LoupeConfig,

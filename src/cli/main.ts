@@ -1,21 +1,21 @@
 // The `loupe` command line: `loupe ask` runs the agent on a question and images against a model server.
 import { randomUUID } from "node:crypto";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { createAgent } from "../graphs/build.js";
-import type { AgentEvent } from "../nodes/events.js";
-import { openCheckpointer } from "./checkpointer.js";
-import { ConfigError, ENV_VARS, loadDotEnv, resolveConfig, resolveSecrets, type LoupeConfig } from "./config.js";
-import { corpusPath, createDeps } from "./deps.js";
+import { createAgent } from "../../graphs/agent.js";
+import type { AgentEvent } from "../core/events.js";
+import { openCheckpointer } from "../runtime/checkpointer.js";
+import { ConfigError, ENV_VARS, loadDotEnv, resolveConfig, resolveSecrets, type LoupeConfig } from "../core/config.js";
+import { corpusPath, createDeps } from "../runtime/deps.js";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import { runIndexCommand } from "../tools/search/corpus.js";
-import { ImageInputError } from "./images.js";
-import { ModelServerError } from "./model.js";
-import { int, num } from "./cli-args.js";
-import { ask, RunError, RunPaused, type AskResult } from "./run.js";
-import { continueCommand, decisionFromFlags, EXIT_PAUSED, reportPause, UsageError } from "./cli-review.js";
+import { runIndexCommand } from "../../tools/search/corpus.js";
+import { ImageInputError } from "../core/images.js";
+import { ModelServerError } from "../core/model.js";
+import { int, num } from "./args.js";
+import { ask, RunError, RunPaused, type AskResult } from "../run/ask.js";
+import { continueCommand, decisionFromFlags, EXIT_PAUSED, reportPause, UsageError } from "./review.js";
 import { runServeImages } from "./serve-images.js";
-import { registerEvalCommands } from "./eval/cli.js";
+import { registerEvalCommands } from "./eval.js";
 
 
 function collect(value: string, previous: string[] = []) {

@@ -1,37 +1,30 @@
-// What the agent's nodes depend on (model client, image store, search providers), built by a factory, never module singletons.
+// The composition root: builds the agent's dependencies (model clients, image store, search providers behind the cache) from configuration and secrets.
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { ConfigError, ENV_VARS, LoupeConfigSchema, type LoupeConfig, type LoupeSecrets } from "./config.js";
-import { ImageStore, type ImageMime } from "./images.js";
-import { OpenAICompatibleModel, type ModelClient } from "./model.js";
-import type { SearchProvider } from "../tools/search/provider.js";
-import { cachedProvider, cacheOnlyProvider, parseTtl, SearchCache, searchCachePath, type SearchCacheStore } from "../tools/search/cache.js";
-import { PostgresSearchCache } from "../tools/search/cache-postgres.js";
-import { LoupeDatabase, PostgresImageBlobs } from "./postgres.js";
-import { createCorpusProvider } from "../tools/search/corpus.js";
-import { createTavilyProvider } from "../tools/search/tavily.js";
-import { resilientProvider } from "../tools/search/resilience.js";
-import { createSerperProviders, type PublicImageUrl } from "../tools/search/serper.js";
-import { createSerpApiLensProvider } from "../tools/search/serpapi.js";
-import { createSearxngProvider } from "../tools/search/searxng.js";
-import { createImageRoute, imageRouteSecret } from "./image-route.js";
-import { createDirectWebProvider } from "../tools/search/web.js";
+import type { AgentDeps } from "../core/agent-deps.js";
+import { ConfigError, type LoupeConfig, type LoupeSecrets } from "../core/config.js";
+import { ImageStore, type ImageMime } from "../core/images.js";
+import { OpenAICompatibleModel, type ModelClient } from "../core/model.js";
+import type { SearchProvider } from "../../tools/search/provider.js";
+import { cachedProvider, cacheOnlyProvider, parseTtl, SearchCache, searchCachePath, type SearchCacheStore } from "../../tools/search/cache.js";
+import { PostgresSearchCache } from "../../tools/search/cache-postgres.js";
+import { LoupeDatabase, PostgresImageBlobs } from "../core/postgres.js";
+import { createCorpusProvider } from "../../tools/search/corpus.js";
+import { createTavilyProvider } from "../../tools/search/tavily.js";
+import { resilientProvider } from "../../tools/search/resilience.js";
+import { createSerperProviders, type PublicImageUrl } from "../../tools/search/serper.js";
+import { createSerpApiLensProvider } from "../../tools/search/serpapi.js";
+import { createSearxngProvider } from "../../tools/search/searxng.js";
+import { imageRouteSecret, signedImageUrls } from "../core/image-urls.js";
+import { createDirectWebProvider } from "../../tools/search/web.js";
+import { toolSpecs } from "../../tools/index.js";
 
-export interface AgentDeps {
-  /** Settings used when a run's context does not override them. */
-  defaults: LoupeConfig;
-  images: ImageStore;
-  search: SearchProvider[];
-  /** The model client for a run's settings (a run may point at another server or model). */
-  model(config: LoupeConfig): ModelClient;
-  /** Reads an input image (file path, http(s) URL or data: URL); the served graph takes URLs only. Default: readImageSource. */
-  readImage?: (source: string, signal?: AbortSignal) => Promise<Buffer>;
+/** The agent's dependencies as the composition root builds them: with the search cache and the shared database. */
+export interface RuntimeDeps extends AgentDeps {
   /** The search cache the providers go through (absent in live mode), e.g. to import benchmark results into. */
   searchCache?: SearchCacheStore;
   /** The shared Postgres database when LOUPE_DATABASE_URL is set (images, search cache; the checkpointer can share it). */
   database?: LoupeDatabase;
-  /** Releases open resources (the search cache database, the Postgres pool). */
-  close(): void | Promise<void>;
 }
 
 export function corpusPath(config: Pick<LoupeConfig, "corpus" | "dataDir">): string {
@@ -98,11 +91,11 @@ export function searchProvidersFrom(
 }
 
 /** Signed public URLs for store images, when LOUPE_PUBLIC_IMAGE_BASE_URL is set (reverse image search needs them). */
-export function publicImageUrlsFor(config: LoupeConfig, secrets: LoupeSecrets, images: ImageStore): PublicImageUrl | undefined {
+export function publicImageUrlsFor(config: LoupeConfig, secrets: LoupeSecrets): PublicImageUrl | undefined {
   if (!config.publicImageBaseUrl) return undefined;
-  const route = createImageRoute({ store: images, secret: imageRouteSecret(config.dataDir, secrets.publicImageSecret) });
+  const urls = signedImageUrls(imageRouteSecret(config.dataDir, secrets.publicImageSecret));
   const base = config.publicImageBaseUrl;
-  return (image) => route.urlFor(image as { sha256: string; mime: ImageMime }, base);
+  return (image) => urls.urlFor(image as { sha256: string; mime: ImageMime }, base);
 }
 
 /** The image store: files in the data directory, backed by the shared database when there is one. */
@@ -115,8 +108,8 @@ export function imageStoreFor(config: LoupeConfig, database?: LoupeDatabase): Im
 export function createDeps(
   config: LoupeConfig,
   secrets: LoupeSecrets,
-  overrides: Partial<Omit<AgentDeps, "defaults">> = {},
-): AgentDeps {
+  overrides: Partial<Omit<RuntimeDeps, "defaults">> = {},
+): RuntimeDeps {
   const ownsDatabase = !overrides.database && Boolean(config.databaseUrl);
   const database = overrides.database ?? (config.databaseUrl ? new LoupeDatabase(config.databaseUrl) : undefined);
   const images = overrides.images ?? imageStoreFor(config, database);
@@ -128,7 +121,7 @@ export function createDeps(
       : database
         ? new PostgresSearchCache(database, { ttlMs })
         : new SearchCache(searchCachePath(resolve(config.dataDir)), { ttlMs });
-  let model: AgentDeps["model"];
+  let model: RuntimeDeps["model"];
   const summarizer: ModelClient = {
     get url() {
       return model(config).url;
@@ -136,7 +129,7 @@ export function createDeps(
     modelName: () => model(config).modelName(),
     complete: (turns, options) => model(config).complete(turns, options),
   };
-  const search = overrides.search ?? searchProvidersFrom(config, secrets, cache, summarizer, publicImageUrlsFor(config, secrets, images));
+  const search = overrides.search ?? searchProvidersFrom(config, secrets, cache, summarizer, publicImageUrlsFor(config, secrets));
   return {
     defaults: config,
     images,
@@ -157,7 +150,7 @@ export function createDeps(
         if (!client) {
           // A run's context may point at another model server: the configured server's key is not sent there.
           const apiKey = new URL(runConfig.modelUrl).origin === new URL(config.modelUrl).origin ? secrets.apiKey : undefined;
-          client = new OpenAICompatibleModel({ config: runConfig, apiKey, images });
+          client = new OpenAICompatibleModel({ config: runConfig, apiKey, images, toolSpecs });
           clients.set(key, client);
         }
         return client;
@@ -165,31 +158,3 @@ export function createDeps(
   };
 }
 
-/**
- * A run's context may choose another model server only among the origins the server allows: else
- * any API client could make the server send requests (and the conversation) to any address.
- */
-function checkModelOrigin(defaults: LoupeConfig, modelUrl: string): void {
-  const origin = new URL(modelUrl).origin;
-  if (origin === new URL(defaults.modelUrl).origin) return;
-  const allowed = defaults.modelUrlAllow.split(",").map((o) => o.trim().replace(/\/+$/, "")).filter(Boolean);
-  if (allowed.some((o) => URL.canParse(o) && new URL(o).origin === origin)) return;
-  throw new ConfigError(
-    `a run's modelUrl may point only at the configured model server (${new URL(defaults.modelUrl).origin}); add ${origin} to ${ENV_VARS.modelUrlAllow} on the server to allow it`,
-  );
-}
-
-/** A run's settings: the run's context (e.g. from Studio) over the defaults. */
-export function runSettings(deps: AgentDeps, context: unknown): LoupeConfig {
-  if (!context || typeof context !== "object" || Object.keys(context).length === 0) return deps.defaults;
-  // Every node of a run asks with the same context object: parse it once, not once per node.
-  const cached = parsedContexts.get(context);
-  if (cached?.defaults === deps.defaults) return cached.settings;
-  const defined = Object.fromEntries(Object.entries(context).filter(([, v]) => v !== undefined));
-  const settings = LoupeConfigSchema.parse({ ...deps.defaults, ...defined, modelUrlAllow: deps.defaults.modelUrlAllow });
-  checkModelOrigin(deps.defaults, settings.modelUrl);
-  parsedContexts.set(context, { defaults: deps.defaults, settings });
-  return settings;
-}
-
-const parsedContexts = new WeakMap<object, { defaults: LoupeConfig; settings: LoupeConfig }>();

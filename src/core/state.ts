@@ -2,16 +2,25 @@
 import { Overwrite } from "@langchain/langgraph";
 import { registry } from "@langchain/langgraph/zod";
 import { z } from "zod/v4";
+import { COORDS, DIALECTS } from "./config.js";
 
+export const ImageMimeSchema = z.enum(["image/jpeg", "image/png", "image/webp", "image/gif"]);
+export type ImageMime = z.infer<typeof ImageMimeSchema>;
+
+/** What graph state keeps for an image: a reference into the image store, never bytes. */
 export const ImageRefSchema = z.object({
+  /** The id the model sees: img_0 for the first input image, then img_1, img_2, … */
   id: z.string(),
   sha256: z.string(),
-  mime: z.enum(["image/jpeg", "image/png", "image/webp", "image/gif"]),
+  mime: ImageMimeSchema,
   width: z.int(),
   height: z.int(),
+  /** Id of the image this one was made from (null for input images). */
   parent: z.string().nullable(),
+  /** Short description of the operation that produced it, e.g. `crop [10,20,400,300]` (null for inputs). */
   op: z.string().nullable(),
 });
+export type ImageRef = z.infer<typeof ImageRefSchema>;
 
 /** A part of a user turn: text, or an image by reference (sha256 of the exact bytes sent to the model). */
 export const PartSchema = z.discriminatedUnion("type", [
@@ -20,7 +29,7 @@ export const PartSchema = z.discriminatedUnion("type", [
     type: z.literal("image"),
     id: z.string(),
     sha256: z.string(),
-    mime: z.enum(["image/jpeg", "image/png", "image/webp", "image/gif"]),
+    mime: ImageMimeSchema,
   }),
 ]);
 export type Part = z.infer<typeof PartSchema>;
@@ -40,9 +49,9 @@ export const TurnSchema = z.discriminatedUnion("role", [
    */
   z.object({
     role: z.literal("system"),
-    dialect: z.enum(["tools", "tags"]),
+    dialect: z.enum(DIALECTS),
     tools: z.array(z.string()),
-    coords: z.enum(["rel1000", "norm1", "pixel"]),
+    coords: z.enum(COORDS),
   }),
   /** A system prompt given as text (the planner's). */
   z.object({ role: z.literal("system_text"), text: z.string() }),
@@ -94,7 +103,7 @@ export const ToolResultSchema = z.object({
     .array(
       z.object({
         sha256: z.string(),
-        mime: ImageRefSchema.shape.mime,
+        mime: ImageMimeSchema,
         width: z.int(),
         height: z.int(),
         op: z.string(),

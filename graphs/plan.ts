@@ -1,8 +1,8 @@
 // Builds the planner-only graph: question and images → R1V4 plan (one node; nothing is executed).
 import { END, START, StateGraph, type BaseCheckpointSaver } from "@langchain/langgraph";
-import { LoupeConfigSchema } from "../src/config.js";
-import type { AgentDeps } from "../src/deps.js";
-import { AgentInput, PlanOnlyOutput, PlanOnlyState } from "../src/state.js";
+import { LoupeConfigSchema } from "../src/core/config.js";
+import type { AgentDeps } from "../src/core/agent-deps.js";
+import { AgentInput, PlanOnlyOutput, PlanOnlyState } from "../src/core/state.js";
 import { createPlanOnlyNode } from "../nodes/plan-only.js";
 
 export function buildPlanOnlyGraph(deps: AgentDeps) {

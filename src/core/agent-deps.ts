@@ -1,0 +1,48 @@
+// What the agent's nodes depend on (settings, model client, image store, search providers), and a run's settings from its context.
+import { ConfigError, ENV_VARS, LoupeConfigSchema, type LoupeConfig } from "./config.js";
+import type { ImageStore } from "./images.js";
+import type { ModelClient } from "./model.js";
+import type { SearchProvider } from "./search-provider.js";
+
+/** Built by a factory (src/runtime's createDeps, or a test's fakes), never module singletons, so any part can be swapped. */
+export interface AgentDeps {
+  /** Settings used when a run's context does not override them. */
+  defaults: LoupeConfig;
+  images: ImageStore;
+  search: SearchProvider[];
+  /** The model client for a run's settings (a run may point at another server or model). */
+  model(config: LoupeConfig): ModelClient;
+  /** Reads an input image (file path, http(s) URL or data: URL); the served graph takes URLs only. Default: readImageSource. */
+  readImage?: (source: string, signal?: AbortSignal) => Promise<Buffer>;
+  /** Releases open resources (the search cache database, the Postgres pool). */
+  close(): void | Promise<void>;
+}
+
+/**
+ * A run's context may choose another model server only among the origins the server allows: else
+ * any API client could make the server send requests (and the conversation) to any address.
+ */
+function checkModelOrigin(defaults: LoupeConfig, modelUrl: string): void {
+  const origin = new URL(modelUrl).origin;
+  if (origin === new URL(defaults.modelUrl).origin) return;
+  const allowed = defaults.modelUrlAllow.split(",").map((o) => o.trim().replace(/\/+$/, "")).filter(Boolean);
+  if (allowed.some((o) => URL.canParse(o) && new URL(o).origin === origin)) return;
+  throw new ConfigError(
+    `a run's modelUrl may point only at the configured model server (${new URL(defaults.modelUrl).origin}); add ${origin} to ${ENV_VARS.modelUrlAllow} on the server to allow it`,
+  );
+}
+
+/** A run's settings: the run's context (e.g. from Studio) over the defaults. */
+export function runSettings(deps: AgentDeps, context: unknown): LoupeConfig {
+  if (!context || typeof context !== "object" || Object.keys(context).length === 0) return deps.defaults;
+  // Every node of a run asks with the same context object: parse it once, not once per node.
+  const cached = parsedContexts.get(context);
+  if (cached?.defaults === deps.defaults) return cached.settings;
+  const defined = Object.fromEntries(Object.entries(context).filter(([, v]) => v !== undefined));
+  const settings = LoupeConfigSchema.parse({ ...deps.defaults, ...defined, modelUrlAllow: deps.defaults.modelUrlAllow });
+  checkModelOrigin(deps.defaults, settings.modelUrl);
+  parsedContexts.set(context, { defaults: deps.defaults, settings });
+  return settings;
+}
+
+const parsedContexts = new WeakMap<object, { defaults: LoupeConfig; settings: LoupeConfig }>();
