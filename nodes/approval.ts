@@ -1,4 +1,5 @@
 // Human in the loop (off by default): interrupt() so a person approves, edits or rejects the plan, and approves or denies search and web_visit calls.
+import { describeIssues } from "../src/core/issues.js";
 import { interrupt } from "@langchain/langgraph";
 import { z } from "zod/v4";
 import type { LoupeConfig } from "../src/core/config.js";
@@ -72,7 +73,7 @@ function waitForDecision(request: ApprovalRequest, check: (d: ApprovalDecision) 
       problem = check(parsed.data) ?? undefined;
       if (!problem) return parsed.data;
     } else {
-      problem = `the resume value is not a decision (${parsed.error.issues.map((i) => `${i.path.join(".") || "value"}: ${i.message}`).join("; ")})`;
+      problem = `the resume value is not a decision (${describeIssues(parsed.error.issues)})`;
     }
   }
 }

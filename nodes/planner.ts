@@ -1,4 +1,5 @@
 // Planner node: sets up the conversation on the first turn (optionally with an up-front plan), then asks the model for its next action.
+import { describeIssues } from "../src/core/issues.js";
 import type { LangGraphRunnableConfig } from "@langchain/langgraph";
 import { z } from "zod/v4";
 import { runSettings, type AgentDeps } from "../src/core/agent-deps.js";
@@ -158,7 +159,7 @@ export async function makePlan(
     try {
       const parsed = PlanSchema.safeParse(extractJsonArray(raw.content));
       if (parsed.success) return { ...totals, steps: parsed.data };
-      problem = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+      problem = describeIssues(parsed.error.issues, { root: "plan" });
     } catch (err) {
       problem = (err as Error).message;
     }

@@ -1,4 +1,5 @@
 // The toolbox: which tools the model is offered, and validation of a call before it runs.
+import { describeIssues } from "../src/core/issues.js";
 import type { ToolSpec } from "../src/core/protocol.js";
 import type { PendingCall, RawToolCall } from "../src/core/state.js";
 import type { Coords } from "../src/core/config.js";
@@ -81,7 +82,7 @@ function buildToolbox(providers: SearchProvider[], coords: Coords): Toolbox {
       const schema = isImageTool(call.name) ? imageToolSchemas[call.name] : searchToolSchemas[call.name as SearchToolName];
       const parsed = schema.safeParse(args);
       if (!parsed.success) {
-        const problems = parsed.error.issues.map((i) => `${i.path.join(".") || "(arguments)"}: ${i.message}`).join("; ");
+        const problems = describeIssues(parsed.error.issues, { root: "(arguments)" });
         const spec = specs.find((s) => s.name === call.name)!;
         return invalid(`wrong arguments for ${call.name} (${problems}). Expected: ${JSON.stringify(spec.parameters)}`);
       }

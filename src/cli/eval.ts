@@ -6,7 +6,7 @@ import { createAgent } from "../../graphs/agent.js";
 import { openCheckpointer } from "../runtime/checkpointer.js";
 import type { ImageStore } from "../core/images.js";
 import type { ThreadReader } from "../eval/trajectory.js";
-import { ENV_VARS, LoupeConfigSchema, resolveConfig, resolveSecrets, type LoupeConfig } from "../core/config.js";
+import { commaList, ENV_VARS, LoupeConfigSchema, resolveConfig, resolveSecrets, type LoupeConfig } from "../core/config.js";
 import { createDeps } from "../runtime/deps.js";
 import { OpenAICompatibleModel } from "../core/model.js";
 import { compareRuns, formatComparison } from "../eval/compare.js";
@@ -206,7 +206,7 @@ Examples:
     .option("--check-api-key <key>", "check model API key (env LOUPE_CHECK_API_KEY)")
     .option("--data-dir <dir>", "where the threads and images are (default: the run's data directory, else .loupe)")
     .action(async (runDir: string | undefined, opts: Record<string, unknown>) => {
-      const threads = ((opts.threads as string[] | undefined) ?? []).flatMap((t) => t.split(",")).map((t) => t.trim()).filter(Boolean);
+      const threads = ((opts.threads as string[] | undefined) ?? []).flatMap(commaList);
       if (!runDir && !threads.length) throw new InvalidArgumentError("give a run directory or --threads ID...");
       if (runDir && threads.length) throw new InvalidArgumentError("give either a run directory or --threads, not both");
       const dataDir = (opts.dataDir as string | undefined) ?? (runDir ? readManifest(runDir).dataDir : undefined);

@@ -1,4 +1,5 @@
 // `loupe ask` and human-in-the-loop review: the decision flags, the message shown when a run pauses, and the exact commands to continue.
+import { describeIssues } from "../core/issues.js";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Command } from "commander";
@@ -43,7 +44,7 @@ export function readPlanFile(path: string): NonNullable<ApprovalDecision["plan"]
   if (!parsed.success || !parsed.data) {
     const why = parsed.success
       ? "no plan in it"
-      : parsed.error.issues.map((i) => `${i.path.length ? `step ${Number(i.path[0]) + 1}${i.path.length > 1 ? ` ${i.path.slice(1).join(".")}` : ""}` : "plan"}: ${i.message}`).join("; ");
+      : describeIssues(parsed.error.issues, { path: (p) => (p.length ? `step ${Number(p[0]) + 1}${p.length > 1 ? ` ${p.slice(1).map(String).join(".")}` : ""}` : "plan") });
     throw new UsageError(`--edit-plan ${path}: ${why}. Expected a JSON array of 1 to 12 steps like {"description": "...", "tool_name": "crop", "parameters": {}}`);
   }
   return parsed.data;

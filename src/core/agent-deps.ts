@@ -1,5 +1,5 @@
 // What the agent's nodes depend on (settings, model client, image store, search providers), and a run's settings from its context.
-import { ConfigError, ENV_VARS, LoupeConfigSchema, type LoupeConfig } from "./config.js";
+import { commaList, ConfigError, ENV_VARS, LoupeConfigSchema, type LoupeConfig } from "./config.js";
 import type { ImageStore } from "./images.js";
 import type { ModelClient } from "./model.js";
 import type { SearchProvider } from "./search-provider.js";
@@ -25,7 +25,7 @@ export interface AgentDeps {
 function checkModelOrigin(defaults: LoupeConfig, modelUrl: string): void {
   const origin = new URL(modelUrl).origin;
   if (origin === new URL(defaults.modelUrl).origin) return;
-  const allowed = defaults.modelUrlAllow.split(",").map((o) => o.trim().replace(/\/+$/, "")).filter(Boolean);
+  const allowed = commaList(defaults.modelUrlAllow).map((o) => o.replace(/\/+$/, ""));
   if (allowed.some((o) => URL.canParse(o) && new URL(o).origin === origin)) return;
   throw new ConfigError(
     `a run's modelUrl may point only at the configured model server (${new URL(defaults.modelUrl).origin}); add ${origin} to ${ENV_VARS.modelUrlAllow} on the server to allow it`,

@@ -1,6 +1,7 @@
 // Loupe's configuration: one zod schema, filled from CLI flags, then LOUPE_* environment (and .env), then defaults.
 import { existsSync } from "node:fs";
 import { z } from "zod/v4";
+import { describeIssues } from "./issues.js";
 
 export const DIALECTS = ["tools", "tags"] as const;
 export type Dialect = (typeof DIALECTS)[number];
@@ -190,6 +191,11 @@ export const ENV_VARS: Record<Key, string> = {
   observationChars: "LOUPE_OBSERVATION_CHARS",
 };
 
+/** The items of a comma-separated setting, trimmed, empty ones dropped ("a, b,," → ["a", "b"]). */
+export function commaList(text: string): string[] {
+  return text.split(",").map((item) => item.trim()).filter(Boolean);
+}
+
 export class ConfigError extends Error {
   constructor(message: string) {
     super(message);
@@ -242,13 +248,13 @@ export function resolveConfig(
   }
   const parsed = LoupeConfigSchema.safeParse(merged);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => {
-      const key = issue.path[0] as Key;
-      const source = explicit[key] !== undefined ? `--${kebab(key)}` : ENV_VARS[key];
-      const got = key === "databaseUrl" ? redactDatabaseUrl(String(given[key])) : given[key];
-      return `${source}: ${issue.message} (got ${JSON.stringify(got)})`;
-    });
-    throw new ConfigError(`invalid configuration: ${problems.join("; ")}`);
+    const keyOf = (path: readonly PropertyKey[]) => path[0] as Key;
+    const source = (path: readonly PropertyKey[]) => (explicit[keyOf(path)] !== undefined ? `--${kebab(keyOf(path))}` : ENV_VARS[keyOf(path)]);
+    const got = (path: readonly PropertyKey[]) => {
+      const key = keyOf(path);
+      return ` (got ${JSON.stringify(key === "databaseUrl" ? redactDatabaseUrl(String(given[key])) : given[key])})`;
+    };
+    throw new ConfigError(`invalid configuration: ${describeIssues(parsed.error.issues, { path: source, after: got })}`);
   }
   return parsed.data;
 }

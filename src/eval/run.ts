@@ -7,7 +7,7 @@ import { importMmsearchResults } from "../../tools/search/mmsearch-import.js";
 import cliProgress from "cli-progress";
 import { createAgent, type LoupeAgent } from "../../graphs/agent.js";
 import { openCheckpointer } from "../runtime/checkpointer.js";
-import { redactDatabaseUrl, type LoupeConfig, type LoupeSecrets } from "../core/config.js";
+import { commaList, redactDatabaseUrl, type LoupeConfig, type LoupeSecrets } from "../core/config.js";
 import { createDeps, type RuntimeDeps } from "../runtime/deps.js";
 import { urlImageReader } from "../core/image-sources.js";
 import { ask, summarize, RunError, type AskResult } from "../run/ask.js";
@@ -174,7 +174,7 @@ async function importRecordedImageSearch(item: EvalItem, firstImage: string | un
  */
 async function materialize(images: ImageInput[], inputsDir: string, settings: LoupeConfig, signal?: AbortSignal): Promise<string[]> {
   const out: string[] = [];
-  const allowHosts = settings.webAllowHosts.split(",").map((h) => h.trim()).filter(Boolean);
+  const allowHosts = commaList(settings.webAllowHosts);
   const download = urlImageReader({ allowHosts });
   for (const image of images) {
     if (image.kind === "path") {

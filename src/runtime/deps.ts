@@ -2,7 +2,7 @@
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { AgentDeps } from "../core/agent-deps.js";
-import { ConfigError, type LoupeConfig, type LoupeSecrets } from "../core/config.js";
+import { commaList, ConfigError, type LoupeConfig, type LoupeSecrets } from "../core/config.js";
 import { ImageStore, type ImageMime } from "../core/images.js";
 import { OpenAICompatibleModel, type ModelClient } from "../core/model.js";
 import type { SearchProvider } from "../../tools/search/provider.js";
@@ -55,7 +55,7 @@ export function searchProvidersFrom(
     remote.push(createSerpApiLensProvider({ apiKey: secrets.serpapiApiKey, baseUrl: config.serpapiUrl, timeoutMs, publicImageUrl }));
   }
   if (config.searxngUrl) remote.push(createSearxngProvider({ baseUrl: config.searxngUrl, timeoutMs }));
-  const wanted = config.searchProviders.split(",").map((n) => n.trim()).filter(Boolean);
+  const wanted = commaList(config.searchProviders);
   const chosen = (name: string) => wanted.length === 0 || wanted.includes(name);
   remote = remote
     .filter((p) => chosen(p.name))
@@ -82,7 +82,7 @@ export function searchProvidersFrom(
   // Pages are read directly (guarded against private addresses, summarised toward the goal) once
   // any search is configured; with none, the agent stays in image-only "General" mode.
   if (providers.length > 0 && config.webVisit === "direct" && chosen("web")) {
-    const allowHosts = config.webAllowHosts.split(",").map((h) => h.trim()).filter(Boolean);
+    const allowHosts = commaList(config.webAllowHosts);
     let web = createDirectWebProvider({ fetch: { allowHosts }, summarize: summarizer ? { model: summarizer } : undefined });
     if (cache && config.searchCache !== "live") web = cachedProvider(web, cache, config.searchCache, {});
     return [...providers, web];

@@ -1,5 +1,5 @@
 // What the LangGraph server's graphs and HTTP routes share: one set of dependencies per server process, from the environment.
-import { loadDotEnv, resolveConfig, resolveSecrets } from "../core/config.js";
+import { commaList, loadDotEnv, resolveConfig, resolveSecrets } from "../core/config.js";
 import { createDeps, type RuntimeDeps } from "../runtime/deps.js";
 import { urlImageReader } from "../core/image-sources.js";
 
@@ -13,7 +13,7 @@ export function servedDeps(): RuntimeDeps {
   if (!served) {
     loadDotEnv();
     const config = resolveConfig();
-    const allowHosts = config.webAllowHosts.split(",").map((h) => h.trim()).filter(Boolean);
+    const allowHosts = commaList(config.webAllowHosts);
     served = createDeps(config, resolveSecrets(), { readImage: urlImageReader({ allowHosts }) });
   }
   return served;
