@@ -5,7 +5,7 @@ import { pathToFileURL } from "node:url";
 import { END, MemorySaver, Send, START, StateGraph } from "@langchain/langgraph";
 import { registry } from "@langchain/langgraph/zod";
 import { z } from "zod/v4";
-import { createLoupeAgent, LoupeConfigSchema, recursionLimitFor, type LoupeAgent, type LoupeConfig } from "../src/index.js";
+import { createLoupeAgent, recursionLimitFor, runContextOf, RunContextSchema, type LoupeAgent, type LoupeConfig } from "../src/index.js";
 
 const QuestionSchema = z.object({ question: z.string(), imageSources: z.array(z.string()).default([]) });
 
@@ -41,8 +41,8 @@ interface AgentTask {
  * in-memory MemorySaver and a fresh thread id per run, so there a crashed batch starts over.
  */
 export function buildBatchGraph(agent: LoupeAgent) {
-  // The agent's settings are the batch's context too, so one context configures every run.
-  return new StateGraph(BatchState, { context: LoupeConfigSchema })
+  // The agent's run context is the batch's context too, so one context configures every run.
+  return new StateGraph(BatchState, { context: RunContextSchema })
     .addNode("ask_agent", async (task: AgentTask, config) => {
       try {
         const out = await agent.invoke({ question: task.question, imageSources: task.imageSources }, config);
@@ -65,7 +65,7 @@ export function buildBatchGraph(agent: LoupeAgent) {
 /** LangGraph's step limit for the batch: each agent run counts its own steps, the parent needs only three. */
 export function batchRunConfig(settings: LoupeConfig, threadId: string) {
   // LangGraph types a context as having every key; optional settings may be absent, hence the cast.
-  return { configurable: { thread_id: threadId }, context: settings as never, recursionLimit: recursionLimitFor(settings) };
+  return { configurable: { thread_id: threadId }, context: runContextOf(settings) as never, recursionLimit: recursionLimitFor(settings) };
 }
 
 async function main(argv: string[]) {

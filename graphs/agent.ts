@@ -1,32 +1,33 @@
-// Builds the agent graph, wiring only: planner (reflect, then the next model turn) → image_tool / search (fanned out with Send) → planner | answer.
+// Builds the agent graph, wiring only: planner → image_tool / search (fanned out with Send) → reflect → planner | answer.
 import { END, START, StateGraph, type BaseCheckpointSaver, type BaseStore } from "@langchain/langgraph";
-import { LoupeConfigSchema, type LoupeConfig } from "../src/core/config.js";
 import type { AgentDeps } from "../src/core/agent-deps.js";
-import { AgentGraphState } from "../src/core/graph-state.js";
-import { AgentInput, AgentOutput } from "../src/core/state.js";
+import { RunContextSchema, type LoupeConfig } from "../src/core/config.js";
+import { AgentInput, AgentOutput, AgentState } from "../src/core/state.js";
 import { createAnswerNode } from "../nodes/answer.js";
 import { createApproveCallsNode, createApprovePlanNode } from "../nodes/approval.js";
 import { createImageToolNode } from "../nodes/image-tool.js";
-import { routeAfterPlanner } from "../nodes/route.js";
+import { createPlannerNode } from "../nodes/planner.js";
+import { createReflectNode } from "../nodes/reflect.js";
+import { routeAfterApproval, routeAfterPlanner, routeAfterReflect } from "../nodes/route.js";
 import { createSearchNode } from "../nodes/search.js";
-import { createTurnNode } from "../nodes/turn.js";
 
 /** The uncompiled graph, for parents that compile it with their own checkpointer and store. */
 export function buildAgentGraph(deps: AgentDeps) {
-  return new StateGraph(AgentGraphState, { input: AgentInput, output: AgentOutput, context: LoupeConfigSchema })
-    // Reflect and plan are one node (nodes/turn.ts): two super-steps per tool call, not three.
-    .addNode("planner", createTurnNode(deps))
+  return new StateGraph(AgentState, { input: AgentInput, output: AgentOutput, context: RunContextSchema })
+    .addNode("planner", createPlannerNode(deps))
     .addNode("image_tool", createImageToolNode(deps) as never)
     .addNode("search", createSearchNode(deps) as never)
+    .addNode("reflect", createReflectNode(deps))
     .addNode("answer", createAnswerNode(deps))
     .addNode("approve_plan", createApprovePlanNode())
     .addNode("approve_calls", createApproveCallsNode())
     .addEdge(START, "planner")
-    .addConditionalEdges("planner", routeAfterPlanner, ["approve_plan", "approve_calls", "answer", "planner", "image_tool", "search"])
+    .addConditionalEdges("planner", routeAfterPlanner, ["approve_plan", "approve_calls", "answer", "reflect", "image_tool", "search"])
     .addEdge("approve_plan", "planner")
-    .addConditionalEdges("approve_calls", routeAfterPlanner, ["planner", "image_tool", "search"])
-    .addEdge("image_tool", "planner")
-    .addEdge("search", "planner")
+    .addConditionalEdges("approve_calls", routeAfterApproval, ["reflect", "image_tool", "search"])
+    .addEdge("image_tool", "reflect")
+    .addEdge("search", "reflect")
+    .addConditionalEdges("reflect", routeAfterReflect, ["planner", "answer"])
     .addEdge("answer", END);
 }
 
@@ -45,13 +46,14 @@ export function createAgent({ deps, checkpointer, store }: CreateAgentOptions) {
 export type LoupeAgent = ReturnType<typeof createAgent>;
 
 /**
- * LangGraph's step limit for a run: each tool turn is two super-steps (planner, tools), three when
- * calls wait for approval; the limit allows one more per turn, so 20+ tool calls never overrun it.
+ * LangGraph's step limit for a run: each tool turn is three super-steps (planner, tools, reflect),
+ * four when calls wait for approval; the limit allows one more per turn, so 20+ tool calls never
+ * overrun it (the budgets, not this limit, end a run).
  */
 export function recursionLimitFor(
   settings: Pick<LoupeConfig, "maxTurns" | "maxToolCalls"> & Partial<Pick<LoupeConfig, "approvePlan" | "approveSearch" | "approveWebVisit">>,
 ): number {
-  const perTurn = settings.approveSearch || settings.approveWebVisit ? 4 : 3;
+  const perTurn = settings.approveSearch || settings.approveWebVisit ? 5 : 4;
   return perTurn * Math.max(settings.maxTurns, settings.maxToolCalls) + perTurn * (settings.maxToolCalls > 0 ? 1 : 0) + (settings.approvePlan ? 2 : 0) + 10;
 }
 

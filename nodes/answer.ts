@@ -1,9 +1,8 @@
 // Answer node: the final answer with its citations; when a budget ran out, asks the model once more for its best answer.
 import type { LangGraphRunnableConfig } from "@langchain/langgraph";
 import { runSettings, type AgentDeps } from "../src/core/agent-deps.js";
-import { dialectRequestOptions, finalAnswerRequest, parseReply } from "../src/core/protocol.js";
-import type { AgentStateValue, Citation, ToolCallRecord, Turn } from "../src/core/state.js";
-import { EMPTY_USAGE } from "../src/core/state.js";
+import { dialectRequestOptions, finalAnswerRequest, parseReply, textOutsideCalls } from "../src/core/protocol.js";
+import { addModelUsage, EMPTY_USAGE, type AgentStateUpdate, type AgentStateValue, type Citation, type ToolCallRecord } from "../src/core/state.js";
 import { createToolbox } from "../tools/index.js";
 import { emit } from "../src/core/events.js";
 
@@ -33,40 +32,39 @@ export function collectCitations(text: string, toolCalls: ToolCallRecord[]): Cit
   return citations;
 }
 
+/**
+ * The final request when a budget ran out: the same tools and stop strings as every other turn, so
+ * the request stays a prefix extension, but in the tools dialect `tool_choice: "none"` so the
+ * model must write. Whatever it writes is the answer: its <answer>, else the text it wrote outside
+ * tool calls, else its thinking; "(the model gave no answer)" only when it wrote nothing at all.
+ */
+async function askForFinalAnswer(deps: AgentDeps, state: AgentStateValue, config: LangGraphRunnableConfig) {
+  const settings = runSettings(deps, config.context);
+  const request = finalAnswerRequest(settings.dialect, state.exhausted ?? "You have reached the step limit.");
+  const model = deps.model(settings);
+  const turn = (state.usage ?? EMPTY_USAGE).turns;
+  const raw = await model.complete([...(state.conversation ?? []), request], {
+    ...dialectRequestOptions(settings.dialect, createToolbox(deps.search, settings.coords).specs),
+    toolChoice: "none",
+    signal: config.signal,
+    onRetry: (info) => emit(config, { event: "model_retry", url: model.url, ...info }),
+  });
+  const parsed = parseReply(settings.dialect, raw, turn);
+  const answered = parsed.reply.kind === "answer" && parsed.reply.answer;
+  const text = answered ? parsed.reply.answer! : textOutsideCalls(raw.content ?? "") || parsed.reply.think || "(the model gave no answer)";
+  return { turns: [request, parsed.turn], usage: addModelUsage(state.usage ?? EMPTY_USAGE, raw), text, think: parsed.reply.think };
+}
+
 export function createAnswerNode(deps: AgentDeps) {
-  return async function answer(state: AgentStateValue, config: LangGraphRunnableConfig) {
-    const settings = runSettings(deps, config.context);
-    const conversation: Turn[] = [];
-    const usage = { ...(state.usage ?? EMPTY_USAGE) };
-    let text: string;
-    let think = state.reply?.think ?? "";
-    let reason: "answered" | "budget" = "answered";
+  return async function answer(state: AgentStateValue, config: LangGraphRunnableConfig): Promise<AgentStateUpdate> {
     if (state.reply?.kind === "answer" && state.reply.answer) {
-      text = state.reply.answer;
-    } else {
-      reason = "budget";
-      const request = finalAnswerRequest(settings.dialect, state.exhausted ?? "You have reached the step limit.");
-      const model = deps.model(settings);
-      // Same tools and stop strings as every other turn, so the request stays a prefix extension.
-      const raw = await model.complete([...state.conversation, request], {
-        ...dialectRequestOptions(settings.dialect, createToolbox(deps.search, settings.coords).specs),
-        signal: config.signal,
-        onRetry: (info) => emit(config, { event: "model_retry", url: model.url, ...info }),
-      });
-      const parsed = parseReply(settings.dialect, raw, usage.turns);
-      conversation.push(request, parsed.turn);
-      usage.turns += 1;
-      usage.promptTokens += raw.usage.promptTokens;
-      usage.completionTokens += raw.usage.completionTokens;
-      usage.modelMs += raw.ms;
-      think = parsed.reply.think;
-      text =
-        parsed.reply.kind === "answer" && parsed.reply.answer
-          ? parsed.reply.answer
-          : think || "(the model gave no answer)";
+      const text = state.reply.answer;
+      emit(config, { event: "answer", answer: text });
+      return { final: { answer: text, citations: collectCitations(`${text}\n${state.reply.think}`, state.toolCalls ?? []), reason: "answered" } };
     }
-    const final = { answer: text, citations: collectCitations(`${text}\n${think}`, state.toolCalls ?? []), reason };
-    emit(config, { event: "answer", answer: text });
-    return { conversation, usage, final };
+    const last = await askForFinalAnswer(deps, state, config);
+    emit(config, { event: "answer", answer: last.text });
+    const final = { answer: last.text, citations: collectCitations(`${last.text}\n${last.think}`, state.toolCalls ?? []), reason: "budget" as const };
+    return { conversation: last.turns, usage: last.usage, final };
   };
 }

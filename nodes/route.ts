@@ -1,24 +1,37 @@
-// Routing after the planner: a person's review (when asked for), answer, fan the calls out to the tool nodes with Send, or back to the planner to reflect.
+// Routing, as pure functions of state: after the planner (review, answer, fan the calls out with Send, or reflect), after a person's review of calls, and after reflect.
 import { Send } from "@langchain/langgraph";
-import type { ImageRef } from "../src/core/images.js";
-import type { AgentStateValue, PendingCall } from "../src/core/state.js";
+import type { AgentStateValue, ImageRef, PendingCall } from "../src/core/state.js";
 import type { ToolTask } from "./image-tool.js";
 
-/**
- * After the planner (which reflects on the previous turn first, see nodes/turn.ts): a budget ran
- * out or the model answered → answer; calls to run → the tools (or a person's approval first);
- * nothing to run (a format error, only invalid calls) → the planner again, which shows the model
- * what went wrong.
- */
-export function routeAfterPlanner(state: AgentStateValue): "approve_plan" | "approve_calls" | "answer" | "planner" | Send[] {
-  if (state.planReview?.status === "pending") return "approve_plan";
-  if (state.exhausted || state.reply?.kind === "answer") return "answer";
+/** Where a turn's calls go: each runnable call to its tool node with Send, or to reflect when none can run. */
+function dispatch(state: AgentStateValue): "reflect" | Send[] {
   const runnable = (state.pending ?? []).filter((c) => c.kind !== "invalid");
-  if (state.reply?.kind !== "calls" || runnable.length === 0) return "planner";
-  if (runnable.some((c) => c.approval === "required")) return "approve_calls";
+  if (state.reply?.kind !== "calls" || runnable.length === 0) return "reflect";
   return runnable.map(
     (call) => new Send(call.kind === "image" ? "image_tool" : "search", { call, images: imagesNamedBy(call, state.images ?? []) } satisfies ToolTask),
   );
+}
+
+/**
+ * After the planner: the plan waits for a person → approve_plan; the model answered → answer;
+ * calls wait for a person → approve_calls; calls to run → the tools; nothing to run (a format
+ * error, only invalid calls) → reflect, which shows the model what went wrong.
+ */
+export function routeAfterPlanner(state: AgentStateValue): "approve_plan" | "approve_calls" | "answer" | "reflect" | Send[] {
+  if (state.planReview?.status === "pending") return "approve_plan";
+  if (state.reply?.kind === "answer") return "answer";
+  if ((state.pending ?? []).some((c) => c.kind !== "invalid" && c.approval === "required")) return "approve_calls";
+  return dispatch(state);
+}
+
+/** After a person reviewed the waiting calls: the approved ones run; when all were denied, reflect shows the model why. */
+export function routeAfterApproval(state: AgentStateValue): "reflect" | Send[] {
+  return dispatch(state);
+}
+
+/** After reflect: a budget ran out → answer (the model is asked once more); else the planner's next turn. */
+export function routeAfterReflect(state: AgentStateValue): "answer" | "planner" {
+  return state.exhausted ? "answer" : "planner";
 }
 
 /**

@@ -10,7 +10,20 @@ import type { SearchProvider } from "../tools/search/provider.js";
 
 export { buildAgentGraph, createAgent, recursionLimitFor, type CreateAgentOptions, type LoupeAgent } from "../graphs/agent.js";
 export { buildPlanOnlyGraph, createPlanOnlyGraph } from "../graphs/plan.js";
-export { ConfigError, ENV_VARS, LoupeConfigSchema, resolveConfig, resolveSecrets, type LoupeConfig, type LoupeConfigInput, type LoupeSecrets } from "./core/config.js";
+export {
+  ConfigError,
+  ENV_VARS,
+  LoupeConfigSchema,
+  resolveConfig,
+  resolveSecrets,
+  RUN_CONTEXT_KEYS,
+  RunContextSchema,
+  runContextOf,
+  type LoupeConfig,
+  type LoupeConfigInput,
+  type LoupeSecrets,
+  type RunContext,
+} from "./core/config.js";
 export { runSettings, type AgentDeps } from "./core/agent-deps.js";
 export { createDeps, type RuntimeDeps } from "./runtime/deps.js";
 export { ImageStore, ImageInputError, type ImageRef } from "./core/images.js";

@@ -80,6 +80,41 @@ describe("budgets", () => {
     expect(requestText(last.body)).toMatch(/img_16 was made but is not shown/);
   });
 
+  it("a model that keeps calling tools past the budget is asked with tool_choice none, the tools still listed, and its text is the answer", async () => {
+    const crop = (i: number) => ({ toolCalls: [{ name: "crop", arguments: { image: "img_0", bbox: [0, 0, 100 * i, 100 * i] } }] });
+    const server = await model([
+      crop(1),
+      crop(2),
+      // Told to answer, it still calls a tool, and writes its best guess beside the call.
+      { content: "It is most likely a harbour sign.", toolCalls: [{ name: "crop", arguments: { image: "img_0", bbox: [0, 0, 50, 50] } }] },
+    ]);
+    const settings = testSettings({ modelUrl: server.url, dataDir: tmp.dir, maxToolCalls: 2 });
+    const { agent, close } = testAgent(settings);
+    const result = await ask(agent, { settings, question: "q?", images: [image] });
+    close();
+    const chats = server.chatRequests();
+    expect(chats).toHaveLength(3);
+    const final = chats[2]!.body as { tool_choice?: unknown; tools?: unknown[] };
+    expect(final.tool_choice).toBe("none");
+    expect(final.tools).toEqual((chats[1]!.body as { tools?: unknown[] }).tools);
+    expect((chats[1]!.body as { tool_choice?: unknown }).tool_choice).toBeUndefined();
+    expect(result.reason).toBe("budget");
+    expect(result.answer).toBe("It is most likely a harbour sign.");
+  });
+
+  it("the final answer after the budget is '(the model gave no answer)' only when the model wrote nothing", async () => {
+    const server = await model([
+      { toolCalls: [{ name: "crop", arguments: { image: "img_0", bbox: [0, 0, 100, 100] } }] },
+      { content: "", toolCalls: [{ name: "crop", arguments: { image: "img_0", bbox: [0, 0, 50, 50] } }] },
+    ]);
+    const settings = testSettings({ modelUrl: server.url, dataDir: tmp.dir, maxToolCalls: 1 });
+    const { agent, close } = testAgent(settings);
+    const result = await ask(agent, { settings, question: "q?", images: [image] });
+    close();
+    expect(result.reason).toBe("budget");
+    expect(result.answer).toBe("(the model gave no answer)");
+  });
+
   it("calls beyond the remaining budget in one turn are refused, not run", async () => {
     const server = await model([
       { toolCalls: [1, 2, 3].map((i) => ({ name: "crop", arguments: { image: "img_0", bbox: [0, 0, 100 * i, 100 * i] } })) },

@@ -195,8 +195,12 @@ describe("the graph API (dev server)", () => {
     const agent = await client.assistants.getSchemas("agent");
     const context = agent.context_schema as { properties: Record<string, { description?: string }> };
     expect(Object.keys(context.properties)).toEqual(
-      expect.arrayContaining(["modelUrl", "model", "dialect", "maxToolCalls", "maxTurns", "maxImagesInContext", "searchMaxResults", "webVisit", "approvePlan", "approveSearch", "approveWebVisit"]),
+      expect.arrayContaining(["modelUrl", "model", "dialect", "maxToolCalls", "maxTurns", "maxImagesInContext", "searchMaxResults", "plan", "coords", "maxPixels", "temperature", "approvePlan", "approveSearch", "approveWebVisit"]),
     );
+    // Only what a run can change: process settings (database, data directory, providers, caches) are not offered.
+    for (const processSetting of ["databaseUrl", "dataDir", "searchProviders", "webVisit", "searchCache", "tavilyUrl", "modelUrlAllow"]) {
+      expect(Object.keys(context.properties)).not.toContain(processSetting);
+    }
     expect(context.properties.modelUrl!.description).toMatch(/OpenAI-compatible/);
     // Settings with defaults may be left out of a run's context.
     expect((agent.context_schema as { required?: string[] }).required ?? []).not.toContain("modelUrl");
@@ -260,7 +264,7 @@ describe("the graph API (dev server)", () => {
     expect(state.values.imageSources[0]).toMatch(/^\(data: URL, \d+ characters: stored as img_0, sha256 [0-9a-f]{64}\)$/);
 
     // The images a run made, fetched by a client through the http.app route.
-    const listed = (await (await fetch(`${server.url}/threads/${a.thread_id}/images`)).json()) as { images: Array<Record<string, string>> };
+    const listed = (await (await fetch(`${server.url}/threads/${a.thread_id}/images`)).json()) as { images: Array<{ id: string; url: string; mime: string; sha256: string }> };
     expect(listed.images.map((i) => i.id)).toEqual(state.values.images.map((i: { id: string }) => i.id));
     const img1 = listed.images.find((i) => i.id === "img_1")!;
     expect(img1.url.startsWith(`${server.url}/images/`)).toBe(true);

@@ -483,7 +483,7 @@ function planAdjust(a: AdjustArgs, ctx: OpContext): Planned {
 }
 
 // Deterministic, high-visibility defaults so several unlabelled shapes stay distinguishable.
-const DEFAULT_COLOURS = ["red", "lime", "cyan", "yellow", "magenta", "orange", "dodgerblue", "white"];
+const DEFAULT_COLOURS: readonly [string, ...string[]] = ["red", "lime", "cyan", "yellow", "magenta", "orange", "dodgerblue", "white"];
 
 function escapeXml(text: string): string {
   return text
@@ -496,57 +496,79 @@ function escapeXml(text: string): string {
     .replace(/'/g, "&apos;");
 }
 
+type AnnotationShape = AnnotateArgs["shapes"][number];
+
+/** How marks are drawn on one image: stroke and label sizes scale with its shorter side. */
+interface AnnotationStyle {
+  W: number;
+  H: number;
+  stroke: number;
+  fontSize: number;
+  outline: number;
+}
+
+function annotationStyle(W: number, H: number): AnnotationStyle {
+  const short = Math.min(W, H);
+  const fontSize = Math.min(96, Math.max(12, Math.round(short / 32)));
+  return { W, H, stroke: Math.max(2, Math.round(short / 250)), fontSize, outline: Math.max(1, Math.round(fontSize / 8)) };
+}
+
+/** Rough advance width; only used to keep labels inside the image. */
+function textWidth(style: AnnotationStyle, text: string): number {
+  return 0.62 * style.fontSize * text.length;
+}
+
+/** A label at (x, y), moved inside the image; nothing when there is no text. */
+function labelSvg(style: AnnotationStyle, text: string | undefined, x: number, y: number, colour: string, anchor: "start" | "end" = "start"): string[] {
+  if (!text) return [];
+  const { W, H, fontSize, outline } = style;
+  const est = textWidth(style, text);
+  const tx = anchor === "start" ? Math.max(2, Math.min(x, W - est - 2)) : Math.min(W - 2, Math.max(x, est + 2));
+  const ty = Math.max(fontSize, Math.min(y, H - 2));
+  return [
+    `<text x="${fmtNum(tx)}" y="${fmtNum(ty)}" text-anchor="${anchor}" font-family="DejaVu Sans, Arial, sans-serif" font-size="${fontSize}" font-weight="bold" fill="${colour}" stroke="black" stroke-width="${outline}" paint-order="stroke">${escapeXml(text)}</text>`,
+  ];
+}
+
+/** One shape and its label as SVG elements, in the image's pixels. */
+function shapeSvg(shape: AnnotationShape, colour: string, style: AnnotationStyle, coords: Coords, imageId: string): string[] {
+  const { W, H, stroke, fontSize } = style;
+  if (shape.type === "box") {
+    const b = toPixelBox(shape.bbox, coords, W, H, imageId);
+    const above = b.top - stroke - 2 >= fontSize;
+    return [
+      `<rect x="${b.left + stroke / 2}" y="${b.top + stroke / 2}" width="${Math.max(1, b.width - stroke)}" height="${Math.max(1, b.height - stroke)}" fill="none" stroke="${colour}" stroke-width="${stroke}"/>`,
+      ...labelSvg(style, shape.label, b.left, above ? b.top - stroke - 2 : b.top + stroke + fontSize, colour),
+    ];
+  }
+  if (shape.type === "point") {
+    const p = toPixelPoint(shape.point, coords, W, H, imageId, "point");
+    const r = stroke * 3;
+    // Put the label on whichever side of the point it fits, so it never covers the point.
+    const fitsRight = shape.label === undefined || p.x + r + 2 + textWidth(style, shape.label) <= W;
+    return [
+      `<circle cx="${fmtNum(p.x)}" cy="${fmtNum(p.y)}" r="${r}" fill="${colour}" stroke="black" stroke-width="${Math.max(1, stroke / 2)}"/>`,
+      ...labelSvg(style, shape.label, fitsRight ? p.x + r + 2 : p.x - r - 2, p.y + fontSize / 3, colour, fitsRight ? "start" : "end"),
+    ];
+  }
+  const from = toPixelPoint(shape.from, coords, W, H, imageId, "from");
+  const to = toPixelPoint(shape.to, coords, W, H, imageId, "to");
+  return [
+    `<line x1="${fmtNum(from.x)}" y1="${fmtNum(from.y)}" x2="${fmtNum(to.x)}" y2="${fmtNum(to.y)}" stroke="${colour}" stroke-width="${stroke}" stroke-linecap="round"/>`,
+    ...labelSvg(style, shape.label, (from.x + to.x) / 2 + stroke, (from.y + to.y) / 2 - stroke, colour),
+  ];
+}
+
 function planAnnotate(a: AnnotateArgs, ctx: OpContext): Planned {
   const { width: W, height: H } = ctx.decoded;
   const coords = a.coords ?? ctx.coords;
-  const short = Math.min(W, H);
-  const stroke = Math.max(2, Math.round(short / 250));
-  const fontSize = Math.min(96, Math.max(12, Math.round(short / 32)));
-  const outline = Math.max(1, Math.round(fontSize / 8));
-  const elements: string[] = [];
-
-  // Rough advance width; only used to keep labels inside the image.
-  const textWidth = (text: string): number => 0.62 * fontSize * text.length;
-  const label = (text: string | undefined, x: number, y: number, colour: string, anchor: "start" | "end" = "start"): void => {
-    if (!text) return;
-    const est = textWidth(text);
-    const tx = anchor === "start" ? Math.max(2, Math.min(x, W - est - 2)) : Math.min(W - 2, Math.max(x, est + 2));
-    const ty = Math.max(fontSize, Math.min(y, H - 2));
-    elements.push(
-      `<text x="${fmtNum(tx)}" y="${fmtNum(ty)}" text-anchor="${anchor}" font-family="DejaVu Sans, Arial, sans-serif" font-size="${fontSize}" font-weight="bold" fill="${colour}" stroke="black" stroke-width="${outline}" paint-order="stroke">${escapeXml(text)}</text>`,
-    );
-  };
-
-  a.shapes.forEach((shape, i) => {
-    const colour = (shape.color ?? DEFAULT_COLOURS[i % DEFAULT_COLOURS.length]).trim().toLowerCase();
-    const where = `shapes[${i}]`;
+  const style = annotationStyle(W, H);
+  const elements = a.shapes.flatMap((shape, i) => {
+    const colour = (shape.color ?? DEFAULT_COLOURS[i % DEFAULT_COLOURS.length] ?? DEFAULT_COLOURS[0]).trim().toLowerCase();
     try {
-      if (shape.type === "box") {
-        const b = toPixelBox(shape.bbox, coords, W, H, ctx.imageId);
-        elements.push(
-          `<rect x="${b.left + stroke / 2}" y="${b.top + stroke / 2}" width="${Math.max(1, b.width - stroke)}" height="${Math.max(1, b.height - stroke)}" fill="none" stroke="${colour}" stroke-width="${stroke}"/>`,
-        );
-        const above = b.top - stroke - 2 >= fontSize;
-        label(shape.label, b.left, above ? b.top - stroke - 2 : b.top + stroke + fontSize, colour);
-      } else if (shape.type === "point") {
-        const p = toPixelPoint(shape.point, coords, W, H, ctx.imageId, "point");
-        const r = stroke * 3;
-        elements.push(
-          `<circle cx="${fmtNum(p.x)}" cy="${fmtNum(p.y)}" r="${r}" fill="${colour}" stroke="black" stroke-width="${Math.max(1, stroke / 2)}"/>`,
-        );
-        // Put the label on whichever side of the point it fits, so it never covers the point.
-        const fitsRight = shape.label === undefined || p.x + r + 2 + textWidth(shape.label) <= W;
-        label(shape.label, fitsRight ? p.x + r + 2 : p.x - r - 2, p.y + fontSize / 3, colour, fitsRight ? "start" : "end");
-      } else {
-        const from = toPixelPoint(shape.from, coords, W, H, ctx.imageId, "from");
-        const to = toPixelPoint(shape.to, coords, W, H, ctx.imageId, "to");
-        elements.push(
-          `<line x1="${fmtNum(from.x)}" y1="${fmtNum(from.y)}" x2="${fmtNum(to.x)}" y2="${fmtNum(to.y)}" stroke="${colour}" stroke-width="${stroke}" stroke-linecap="round"/>`,
-        );
-        label(shape.label, (from.x + to.x) / 2 + stroke, (from.y + to.y) / 2 - stroke, colour);
-      }
+      return shapeSvg(shape, colour, style, coords, ctx.imageId);
     } catch (err) {
-      if (err instanceof ToolArgumentError) throw new ToolArgumentError(`${where}: ${err.message}`);
+      if (err instanceof ToolArgumentError) throw new ToolArgumentError(`shapes[${i}]: ${err.message}`);
       throw err;
     }
   });

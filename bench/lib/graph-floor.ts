@@ -1,13 +1,13 @@
-// The floor under Loupe's per-step cost: LangGraph alone running Loupe's graph shape (the planner
-// node, which reflects and plans, then a Send to a tool node: two super-steps per tool call) with
-// Loupe's state channels and state updates of Loupe's size, but nodes that do no work. What this
-// costs per step, no change inside Loupe's nodes can remove. One variant keeps the earlier shape
-// (planner → tool → reflect, three super-steps per call) to show what merging reflect saved.
+// The floor under Loupe's per-step cost: LangGraph alone running Loupe's graph shape (planner → a
+// Send to a tool node → reflect: three super-steps per tool call) with Loupe's state channels and
+// state updates of Loupe's size, but nodes that do no work. What this costs per step, no change
+// inside Loupe's nodes can remove. One variant keeps the earlier shape (reflect folded into the
+// planner node, two super-steps per call) to show what the reflect node's own super-step costs.
 import { Annotation, DeltaChannel, END, MemorySaver, Send, START, StateGraph, type BaseCheckpointSaver } from "@langchain/langgraph";
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
 import { LoupeSqliteSaver } from "../../src/runtime/checkpointer.js";
-import { AgentGraphState } from "../../src/core/graph-state.js";
+import { AgentState } from "../../src/core/state.js";
 import { clearedResults, EMPTY_USAGE, type AgentStateValue, type ToolResult, type Turn } from "../../src/core/state.js";
 import { cropBox } from "./scenarios.js";
 
@@ -73,7 +73,7 @@ const sendTools = (s: Partial<AgentStateValue>) =>
 
 const appendAll = (current: unknown[], writes: unknown[][]) => current.concat(...writes);
 
-/** The same channels as AgentGraphState (delta channels for the lists), with no validation of updates. */
+/** The same channels as AgentState (delta channels for the lists), with no validation of updates. */
 const AnnotationState = Annotation.Root({
   question: Annotation<string>,
   imageSources: Annotation<string[]>,
@@ -90,14 +90,14 @@ const AnnotationState = Annotation.Root({
   final: Annotation<unknown>,
 });
 
-function graphOf(state: typeof AgentGraphState | typeof AnnotationState, steps: number, checkpointer: BaseCheckpointSaver | false, superSteps: 2 | 3, onTool: () => void) {
+function graphOf(state: typeof AgentState | typeof AnnotationState, steps: number, checkpointer: BaseCheckpointSaver | false, superSteps: 2 | 3, onTool: () => void) {
   const tool = (async (task: { call: { callId: string } }) => {
     onTool();
     return { results: [toolResult(task.call.callId)] };
   }) as never;
   const answer = async () => ({ final: { answer: "LOUPE-1", citations: [], reason: "answered" as const } });
   if (superSteps === 2) {
-    return new StateGraph(state as typeof AgentGraphState)
+    return new StateGraph(state as typeof AgentState)
       .addNode("planner", async (s: Partial<AgentStateValue>) => reflectThenPlan(s, steps))
       .addNode("image_tool", tool)
       .addNode("answer", answer)
@@ -107,7 +107,7 @@ function graphOf(state: typeof AgentGraphState | typeof AnnotationState, steps: 
       .addEdge("answer", END)
       .compile({ checkpointer });
   }
-  return new StateGraph(state as typeof AgentGraphState)
+  return new StateGraph(state as typeof AgentState)
     .addNode("planner", async (s: Partial<AgentStateValue>) => plannerUpdate(values(s).usage.turns, steps, values(s).usage))
     .addNode("image_tool", tool)
     .addNode("reflect", async (s: Partial<AgentStateValue>) => reflectUpdate(values(s)))
@@ -120,17 +120,17 @@ function graphOf(state: typeof AgentGraphState | typeof AnnotationState, steps: 
     .compile({ checkpointer });
 }
 
-export type FloorVariant = "none" | "annotation-memory" | "schema-memory" | "schema-sqlite" | "schema-memory-3";
+export type FloorVariant = "none" | "annotation-memory" | "schema-memory" | "schema-sqlite" | "schema-memory-2";
 
-export const FLOOR_VARIANTS: FloorVariant[] = ["none", "annotation-memory", "schema-memory", "schema-sqlite", "schema-memory-3"];
+export const FLOOR_VARIANTS: FloorVariant[] = ["none", "annotation-memory", "schema-memory", "schema-sqlite", "schema-memory-2"];
 
 /** A runner for one floor variant: each call runs a fresh thread of `steps` tool calls, as ask() does. */
 export function floorRunner(variant: FloorVariant, steps: number, dir: string): { run: () => Promise<void>; close: () => void } {
   const sqlite = variant === "schema-sqlite" ? LoupeSqliteSaver.fromConnString(join(dir, `floor-${variant}.sqlite`)) : undefined;
   const saver: BaseCheckpointSaver | false = variant === "none" ? false : (sqlite ?? new MemorySaver());
-  const state = variant === "none" || variant === "annotation-memory" ? AnnotationState : AgentGraphState;
+  const state = variant === "none" || variant === "annotation-memory" ? AnnotationState : AgentState;
   let toolRuns = 0;
-  const graph = graphOf(state, steps, saver, variant === "schema-memory-3" ? 3 : 2, () => toolRuns++);
+  const graph = graphOf(state, steps, saver, variant === "schema-memory-2" ? 2 : 3, () => toolRuns++);
   return {
     async run() {
       toolRuns = 0;
@@ -138,7 +138,7 @@ export function floorRunner(variant: FloorVariant, steps: number, dir: string): 
       if (saver) await graph.getState(config);
       const stream = await graph.stream({ question: "q", imageSources: [] } as never, {
         ...config,
-        recursionLimit: 3 * steps + 20,
+        recursionLimit: 4 * steps + 20,
         durability: "sync",
         streamMode: ["custom"],
       });

@@ -4,30 +4,26 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Command } from "commander";
 import { ApprovalDecisionSchema, type ApprovalDecision } from "../../nodes/approval.js";
-import { formatPlan } from "../../nodes/planner.js";
+import { formatPlan } from "../../nodes/first-turn.js";
 import type { LoupeConfig } from "../core/config.js";
 import type { RunPaused } from "../run/ask.js";
+import { EXIT_PAUSED, UsageError } from "./errors.js";
 
-/** A wrong flag or argument found while running a command (commander reports its own parse errors itself); exit code 2. */
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "UsageError";
-  }
-}
+/** The review flags of `loupe ask` as commander parses them. */
+export type ReviewFlags = { resume?: string; approve?: true; deny?: string | true; editPlan?: string };
 
-/** Exit code of `loupe ask` when the run paused for a person's review (nothing is lost; continue with a decision). */
-export const EXIT_PAUSED = 3;
+const DECISION_FLAGS = { approve: "--approve", deny: "--deny", editPlan: "--edit-plan" } as const;
 
 /** The decision given with --approve, --deny [reason] or --edit-plan FILE, if any. */
-export function decisionFromFlags(opts: Record<string, unknown>): ApprovalDecision | undefined {
-  const given = ["approve", "deny", "editPlan"].filter((k) => opts[k] !== undefined && opts[k] !== false);
-  if (given.length === 0) return undefined;
+export function decisionFromFlags(flags: ReviewFlags): ApprovalDecision | undefined {
+  const given = (Object.keys(DECISION_FLAGS) as Array<keyof typeof DECISION_FLAGS>).filter((key) => flags[key] !== undefined);
+  const [first] = given;
+  if (first === undefined) return undefined;
   if (given.length > 1) throw new UsageError("give only one of --approve, --deny and --edit-plan");
-  if (!opts.resume) throw new UsageError(`--${given[0] === "editPlan" ? "edit-plan" : given[0]} needs --resume ID (the paused thread)`);
-  if (opts.approve) return { action: "approve" };
-  if (opts.deny !== undefined) return typeof opts.deny === "string" ? { action: "deny", reason: opts.deny } : { action: "deny" };
-  return { action: "edit", plan: readPlanFile(String(opts.editPlan)) };
+  if (!flags.resume) throw new UsageError(`${DECISION_FLAGS[first]} needs --resume ID (the paused thread)`);
+  if (flags.approve) return { action: "approve" };
+  if (flags.deny !== undefined) return typeof flags.deny === "string" ? { action: "deny", reason: flags.deny } : { action: "deny" };
+  return { action: "edit", plan: readPlanFile(String(flags.editPlan)) };
 }
 
 /** Reads an edited plan: a JSON array of steps, or an object with `plan` (as the paused run wrote it). */

@@ -1,11 +1,23 @@
 // `loupe serve-images`: the image route on its own HTTP port, for reverse image search (put it behind
 // the URL in LOUPE_PUBLIC_IMAGE_BASE_URL) and for clients fetching a run's sub-images.
-import type { LoupeConfig, LoupeSecrets } from "../core/config.js";
+import { resolveConfig, resolveSecrets, type LoupeConfig, type LoupeSecrets } from "../core/config.js";
 import { imageStoreFor } from "../runtime/deps.js";
 import { createImageRoute, imageRouteSecret, serveImageRoute } from "../server/image-route.js";
 import { LoupeDatabase } from "../core/postgres.js";
+import { untilInterrupted } from "./signals.js";
 
-export async function runServeImages(
+export type ServeImagesFlags = { port: number; host: string; dataDir?: string };
+
+/** The command: serves the configured image store until Ctrl-C or SIGTERM. */
+export async function runServeImages(flags: ServeImagesFlags): Promise<void> {
+  const settings = resolveConfig({ dataDir: flags.dataDir });
+  const served = await startImageServer(settings, resolveSecrets(), { port: flags.port, host: flags.host }, (line) => process.stderr.write(`${line}\n`));
+  await untilInterrupted();
+  await served.close();
+}
+
+/** Starts serving; the returned `close()` stops the server and the database connection. */
+export async function startImageServer(
   settings: LoupeConfig,
   secrets: LoupeSecrets,
   listen: { port: number; host: string },

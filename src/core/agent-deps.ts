@@ -1,5 +1,6 @@
 // What the agent's nodes depend on (settings, model client, image store, search providers), and a run's settings from its context.
-import { commaList, ConfigError, ENV_VARS, LoupeConfigSchema, type LoupeConfig } from "./config.js";
+import { commaList, ConfigError, ENV_VARS, RunContextSchema, type LoupeConfig } from "./config.js";
+import { describeIssues } from "./issues.js";
 import type { ImageStore } from "./images.js";
 import type { ModelClient } from "./model.js";
 import type { SearchProvider } from "./search-provider.js";
@@ -32,15 +33,22 @@ function checkModelOrigin(defaults: LoupeConfig, modelUrl: string): void {
   );
 }
 
-/** A run's settings: the run's context (e.g. from Studio) over the defaults. */
+/**
+ * A run's settings: the defaults, with what the run's context (e.g. Studio's form, an API client)
+ * changes. Only the run-context keys count (RunContextSchema); others are process settings and are
+ * ignored. A value out of bounds is a ConfigError naming the key.
+ */
 export function runSettings(deps: AgentDeps, context: unknown): LoupeConfig {
   if (!context || typeof context !== "object" || Object.keys(context).length === 0) return deps.defaults;
   // Every node of a run asks with the same context object: parse it once, not once per node.
   const cached = parsedContexts.get(context);
   if (cached?.defaults === deps.defaults) return cached.settings;
-  const defined = Object.fromEntries(Object.entries(context).filter(([, v]) => v !== undefined));
-  const settings = LoupeConfigSchema.parse({ ...deps.defaults, ...defined, modelUrlAllow: deps.defaults.modelUrlAllow });
-  checkModelOrigin(deps.defaults, settings.modelUrl);
+  const defined = Object.fromEntries(Object.entries(context).filter(([, v]) => v !== undefined && v !== null));
+  const parsed = RunContextSchema.safeParse(defined);
+  if (!parsed.success) throw new ConfigError(`invalid run context: ${describeIssues(parsed.error.issues)}`);
+  const changes = Object.fromEntries(Object.entries(parsed.data).filter(([, v]) => v !== undefined));
+  const settings: LoupeConfig = { ...deps.defaults, ...changes };
+  if (changes.modelUrl !== undefined) checkModelOrigin(deps.defaults, settings.modelUrl);
   parsedContexts.set(context, { defaults: deps.defaults, settings });
   return settings;
 }

@@ -133,6 +133,51 @@ export const LoupeConfigSchema = z.object({
 });
 
 export type LoupeConfig = z.infer<typeof LoupeConfigSchema>;
+
+/**
+ * The settings a run may change (its LangGraph context, what Studio's context form shows): dialect,
+ * model and sampling, budgets, plan mode, box convention, pixel budgets, approvals, observation and
+ * result sizes. Everything else (database, data directory, search providers, keys, caches) is the
+ * process's, from the environment and flags, read once.
+ */
+export const RUN_CONTEXT_KEYS = [
+  "modelUrl",
+  "model",
+  "dialect",
+  "temperature",
+  "maxTokens",
+  "maxToolCalls",
+  "maxTurns",
+  "plan",
+  "coords",
+  "maxPixels",
+  "maxImagesInContext",
+  "approvePlan",
+  "approveSearch",
+  "approveWebVisit",
+  "observationChars",
+  "searchMaxResults",
+] as const satisfies ReadonlyArray<keyof LoupeConfig>;
+export type RunContextKey = (typeof RUN_CONTEXT_KEYS)[number];
+
+/** The schema of a field without its default: a run's context leaves out what it does not change. */
+function withoutDefault(schema: z.ZodType): z.ZodType {
+  const inner = schema instanceof z.ZodDefault ? (schema.unwrap() as z.ZodType) : schema;
+  return schema.description ? inner.describe(schema.description) : inner;
+}
+
+/** A run's context: each key optional, checked as the configuration checks it; unknown keys are dropped. */
+export const RunContextSchema = z.object(
+  Object.fromEntries(RUN_CONTEXT_KEYS.map((key) => [key, withoutDefault(LoupeConfigSchema.shape[key]).optional()])) as {
+    [K in RunContextKey]: z.ZodOptional<z.ZodType<LoupeConfig[K]>>;
+  },
+);
+export type RunContext = Partial<Pick<LoupeConfig, RunContextKey>>;
+
+/** The part of a run's settings its context carries. */
+export function runContextOf(settings: LoupeConfig): RunContext {
+  return Object.fromEntries(RUN_CONTEXT_KEYS.filter((k) => settings[k] !== undefined).map((k) => [k, settings[k]])) as RunContext;
+}
 export type LoupeConfigInput = z.input<typeof LoupeConfigSchema>;
 
 /** Secrets: read from flags or environment, handed to clients, never stored. */

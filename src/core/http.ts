@@ -269,6 +269,72 @@ function describeNetworkError(err: unknown): string {
 
 const STRIPPED_ACROSS_ORIGINS = ["authorization", "cookie", "proxy-authorization"];
 
+/** The request headers of a fetch: Loupe's, then the caller's (names lowercased, so the caller's win). */
+function requestHeaders(options: GuardedFetchOptions): Record<string, string> {
+  return {
+    "user-agent": "Loupe/0.1 (research agent; web_visit)",
+    accept: "text/html,application/xhtml+xml,application/pdf;q=0.9,text/plain;q=0.8,*/*;q=0.5",
+    "accept-encoding": "gzip, deflate, br",
+    ...Object.fromEntries(Object.entries(options.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v])),
+  };
+}
+
+/** Sends one GET to a URL, after checking its scheme and the addresses its host resolves to. */
+async function openHop(current: URL, headers: Record<string, string>, options: GuardedFetchOptions, signal: AbortSignal): Promise<Hop> {
+  const href = current.href;
+  if (current.protocol !== "http:" && current.protocol !== "https:") {
+    throw new FetchError("url", href, `only http and https URLs can be fetched, not ${current.protocol.replace(/:$/, "")}`);
+  }
+  const addresses = await untilAborted(checkedAddresses(current, options), signal);
+  try {
+    return await requestOnce(current, addresses, headers, signal);
+  } catch (err) {
+    if (signal.aborted) throw err;
+    throw new FetchError("network", href, describeNetworkError(err));
+  }
+}
+
+/** Where a redirect response points (its connection is closed), or undefined when the response is not a redirect. */
+function redirectTarget(hop: Hop, current: URL, redirects: number, maxRedirects: number): URL | undefined {
+  const { res } = hop;
+  const status = res.statusCode ?? 0;
+  if (!REDIRECTS.has(status)) return undefined;
+  const href = current.href;
+  const location = res.headers.location;
+  hop.abort();
+  if (!location) throw new FetchError("status", href, `HTTP ${status} redirect without a Location header`, status);
+  if (redirects >= maxRedirects) throw new FetchError("redirects", href, `more than ${maxRedirects} redirects`);
+  try {
+    return new URL(location, current);
+  } catch {
+    throw new FetchError("status", href, `HTTP ${status} redirect to an invalid URL`, status);
+  }
+}
+
+/** The resource of a final (non-redirect) response: a 2xx status and a body within the limit, else a FetchError. */
+async function readResource(hop: Hop, href: string, maxBytes: number, signal: AbortSignal): Promise<FetchedResource> {
+  const { res } = hop;
+  const status = res.statusCode ?? 0;
+  if (status < 200 || status > 299) {
+    hop.abort();
+    throw new FetchError("status", href, `HTTP ${status}${res.statusMessage ? ` ${res.statusMessage}` : ""}`, status);
+  }
+  const declared = Number(res.headers["content-length"] ?? NaN);
+  if (declared > maxBytes && !res.headers["content-encoding"]) {
+    hop.abort();
+    throw new FetchError("too_large", href, `the response is ${declared} bytes, over the ${maxBytes}-byte limit`);
+  }
+  let body: Buffer;
+  try {
+    body = await readBody(decoded(res), href, maxBytes);
+  } catch (err) {
+    if (err instanceof FetchError || signal.aborted) throw err;
+    throw new FetchError("network", href, `reading the response failed: ${describeNetworkError(err)}`);
+  }
+  const responseHeaders = flatHeaders(res);
+  return { url: href, status, headers: responseHeaders, contentType: responseHeaders["content-type"] ?? "", body };
+}
+
 /**
  * Fetches a URL from the open web with GET. Refuses non-http(s) URLs and hosts that are or resolve
  * to private, loopback, link-local, multicast or metadata addresses, on the first request and on
@@ -282,12 +348,7 @@ export async function guardedFetch(url: string, options: GuardedFetchOptions = {
   const maxRedirects = options.maxRedirects ?? DEFAULTS.maxRedirects;
   const timeout = AbortSignal.timeout(timeoutMs);
   const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
-  let headers: Record<string, string> = {
-    "user-agent": "Loupe/0.1 (research agent; web_visit)",
-    accept: "text/html,application/xhtml+xml,application/pdf;q=0.9,text/plain;q=0.8,*/*;q=0.5",
-    "accept-encoding": "gzip, deflate, br",
-    ...Object.fromEntries(Object.entries(options.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v])),
-  };
+  let headers = requestHeaders(options);
 
   let current: URL;
   try {
@@ -298,54 +359,13 @@ export async function guardedFetch(url: string, options: GuardedFetchOptions = {
   let hop: Hop | undefined;
   try {
     for (let redirects = 0; ; redirects++) {
-      const href = current.href;
-      if (current.protocol !== "http:" && current.protocol !== "https:") {
-        throw new FetchError("url", href, `only http and https URLs can be fetched, not ${current.protocol.replace(/:$/, "")}`);
+      hop = await openHop(current, headers, options, signal);
+      const next = redirectTarget(hop, current, redirects, maxRedirects);
+      if (!next) return await readResource(hop, current.href, maxBytes, signal);
+      if (next.origin !== current.origin) {
+        headers = Object.fromEntries(Object.entries(headers).filter(([k]) => !STRIPPED_ACROSS_ORIGINS.includes(k)));
       }
-      const addresses = await untilAborted(checkedAddresses(current, options), signal);
-      try {
-        hop = await requestOnce(current, addresses, headers, signal);
-      } catch (err) {
-        if (signal.aborted) throw err;
-        throw new FetchError("network", href, describeNetworkError(err));
-      }
-      const { res } = hop;
-      const status = res.statusCode ?? 0;
-      if (REDIRECTS.has(status)) {
-        const location = res.headers.location;
-        hop.abort();
-        if (!location) throw new FetchError("status", href, `HTTP ${status} redirect without a Location header`, status);
-        if (redirects >= maxRedirects) throw new FetchError("redirects", href, `more than ${maxRedirects} redirects`);
-        let next: URL;
-        try {
-          next = new URL(location, current);
-        } catch {
-          throw new FetchError("status", href, `HTTP ${status} redirect to an invalid URL`, status);
-        }
-        if (next.origin !== current.origin) {
-          headers = Object.fromEntries(Object.entries(headers).filter(([k]) => !STRIPPED_ACROSS_ORIGINS.includes(k)));
-        }
-        current = next;
-        continue;
-      }
-      if (status < 200 || status > 299) {
-        hop.abort();
-        throw new FetchError("status", href, `HTTP ${status}${res.statusMessage ? ` ${res.statusMessage}` : ""}`, status);
-      }
-      const declared = Number(res.headers["content-length"] ?? NaN);
-      if (declared > maxBytes && !res.headers["content-encoding"]) {
-        hop.abort();
-        throw new FetchError("too_large", href, `the response is ${declared} bytes, over the ${maxBytes}-byte limit`);
-      }
-      let body: Buffer;
-      try {
-        body = await readBody(decoded(res), href, maxBytes);
-      } catch (err) {
-        if (err instanceof FetchError || signal.aborted) throw err;
-        throw new FetchError("network", href, `reading the response failed: ${describeNetworkError(err)}`);
-      }
-      const responseHeaders = flatHeaders(res);
-      return { url: href, status, headers: responseHeaders, contentType: responseHeaders["content-type"] ?? "", body };
+      current = next;
     }
   } catch (err) {
     hop?.abort();

@@ -21,6 +21,11 @@ export class ModelServerError extends Error {
 
 export interface CompleteOptions {
   tools?: ToolSpec[];
+  /**
+   * "none" forbids tool calls for this request (the final request when a budget ran out) while the
+   * tools stay listed, so the prompt the server renders keeps its prefix; default: the server's ("auto").
+   */
+  toolChoice?: "auto" | "none";
   stop?: string[];
   signal?: AbortSignal;
   /** Called after a failed attempt that will be retried. */
@@ -129,6 +134,9 @@ function systemPromptFor(turn: Extract<Turn, { role: "system" }>, toolSpecs: Too
   }
   return text;
 }
+
+/** What one request adds to the messages: the tools, stop strings and tool choice (ChatOpenAI's call options). */
+type CallOptions = Pick<ChatOpenAI["ParsedCallOptions"], "tools" | "stop" | "tool_choice">;
 
 /** Request header naming the run a model request belongs to; see sessionKey. */
 export const SESSION_HEADER = "x-loupe-session";
@@ -280,6 +288,7 @@ export class OpenAICompatibleModel implements ModelClient {
     const tools = options.tools?.length
       ? options.tools.map((t) => ({ type: "function" as const, function: { name: t.name, description: t.description, parameters: t.parameters } }))
       : undefined;
+    const call: CallOptions = { tools: tools as never, stop: options.stop, ...(tools && options.toolChoice ? { tool_choice: options.toolChoice } : {}) };
     const attempt = async (): Promise<ModelReply> => {
       if (options.signal?.aborted) throw new AbortError("run cancelled");
       const timeout = new AbortController();
@@ -288,8 +297,8 @@ export class OpenAICompatibleModel implements ModelClient {
       const started = performance.now();
       try {
         const reply = this.config.stream
-          ? await this.streamOnce(model, messages, tools, options.stop, signal)
-          : await this.invokeOnce(model, messages, tools, options.stop, signal);
+          ? await this.streamOnce(model, messages, call, signal)
+          : await this.invokeOnce(model, messages, call, signal);
         return { ...reply, ms: performance.now() - started };
       } catch (err) {
         if (options.signal?.aborted) throw new AbortError("run cancelled");
@@ -317,11 +326,10 @@ export class OpenAICompatibleModel implements ModelClient {
   private async streamOnce(
     model: string,
     messages: BaseMessage[],
-    tools: object[] | undefined,
-    stop: string[] | undefined,
+    call: CallOptions,
     signal: AbortSignal,
   ): Promise<Omit<ModelReply, "ms">> {
-    const stream = await this.chat(model, true).stream(messages, { tools: tools as never, stop, signal, ...sessionOptions() });
+    const stream = await this.chat(model, true).stream(messages, { ...call, signal, ...sessionOptions() });
     // The reply is gathered from the chunks' own fields: merging every chunk into one message
     // (AIMessageChunk.concat) re-parses the partial tool-call JSON on each chunk, quadratic in its length.
     let content = "";
@@ -363,11 +371,10 @@ export class OpenAICompatibleModel implements ModelClient {
   private async invokeOnce(
     model: string,
     messages: BaseMessage[],
-    tools: object[] | undefined,
-    stop: string[] | undefined,
+    call: CallOptions,
     signal: AbortSignal,
   ): Promise<Omit<ModelReply, "ms">> {
-    const msg = await this.chat(model, false).invoke(messages, { tools: tools as never, stop, signal, ...sessionOptions() });
+    const msg = await this.chat(model, false).invoke(messages, { ...call, signal, ...sessionOptions() });
     const raw = (msg.additional_kwargs?.tool_calls ?? []) as Array<{ id?: string; function?: { name?: string; arguments?: string } }>;
     return {
       content: typeof msg.content === "string" ? msg.content : "",

@@ -175,6 +175,14 @@ function stripThink(content: string): string {
   return content.replace(/<think>[\s\S]*?(<\/think>|$)/gi, "").trim();
 }
 
+/**
+ * What a reply says outside its thinking and its tool calls: the best answer there is when a
+ * model, told to answer, still calls a tool or gives no <answer>.
+ */
+export function textOutsideCalls(content: string): string {
+  return stripThink(content).replace(/<tool_call>[\s\S]*?(<\/tool_call>|$)/gi, "").trim();
+}
+
 export interface ParsedReply {
   reply: Reply;
   /** The assistant turn to append, normalised so that history re-renders byte-identically. */
@@ -284,7 +292,7 @@ export function canonicalJson(value: unknown): string {
   return JSON.stringify(value);
 }
 
-export function plannerPrompt(tools: ToolSpec[]): string {
+export function planModePrompt(tools: ToolSpec[]): string {
   return [
     "You are the planner of a multimodal research agent. Read the question and the image, and write a plan.",
     "Output only a JSON array of steps, nothing else. Each step is",

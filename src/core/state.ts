@@ -1,6 +1,6 @@
-// The agent's graph state: question, image references, the append-only conversation, plan, tool calls, budgets, answer.
-import { Overwrite } from "@langchain/langgraph";
-import { registry } from "@langchain/langgraph/zod";
+// The agent's state, the one source of truth for it: the zod schemas of its parts (types derived from them), the graph's StateSchema, and reading a thread's state back.
+import type { RunnableConfig } from "@langchain/core/runnables";
+import { DeltaValue, Overwrite, ReducedValue, StateSchema, type BaseChannel, type BaseCheckpointSaver } from "@langchain/langgraph";
 import { z } from "zod/v4";
 import { COORDS, DIALECTS } from "./config.js";
 
@@ -177,44 +177,78 @@ export type Reply = z.infer<typeof ReplySchema>;
 /** Usage before the first turn (fields without a reducer are not defaulted on read, so nodes start from this). */
 export const EMPTY_USAGE: Usage = { turns: 0, toolCalls: 0, promptTokens: 0, completionTokens: 0, modelMs: 0, imagesInContext: 0, consecutiveErrors: 0 };
 
-const append = <T>() => ({
-  fn: (current: T[], update: T[]) => current.concat(update),
-});
+/** Adds one or more model turns' usage: turns, tokens and time. */
+export function addModelUsage(usage: Usage, reply: { usage: { promptTokens: number; completionTokens: number }; ms: number }, turns = 1): Usage {
+  return {
+    ...usage,
+    turns: usage.turns + turns,
+    promptTokens: usage.promptTokens + reply.usage.promptTokens,
+    completionTokens: usage.completionTokens + reply.usage.completionTokens,
+    modelMs: usage.modelMs + reply.ms,
+  };
+}
 
-export const AgentState = z.object({
-  question: z.string().describe("The question to answer"),
-  imageSources: z
-    .array(z.string())
-    .default([])
-    .describe("Input images: file paths, http(s) URLs or data: URLs"),
-  images: z
-    .array(ImageRefSchema)
-    .register(registry, { reducer: append<z.infer<typeof ImageRefSchema>>(), default: () => [] }),
-  conversation: z
-    .array(TurnSchema)
-    .register(registry, { reducer: append<Turn>(), default: () => [] }),
+/** A batch reducer for append-only lists: each write is a list of new items. */
+function appendAll<T>(current: T[], writes: T[][]): T[] {
+  return writes.length === 1 ? current.concat(writes[0]!) : current.concat(...writes);
+}
+
+/**
+ * An append-only list checkpointed as deltas (LangGraph's DeltaChannel): a checkpoint holds what a
+ * step added, not the whole list again, so a checkpoint after k tool calls is O(1) bytes instead of
+ * O(k), and a run's checkpoints O(n) in total instead of O(n²). The value is rebuilt on read by
+ * replaying the writes of the checkpoint's ancestors.
+ */
+function appendOnly<T extends z.ZodType>(item: T) {
+  return new DeltaValue(z.array(item).default(() => []), {
+    inputSchema: z.array(item),
+    reducer: appendAll<z.infer<T>>,
+  });
+}
+
+/** The channels that only ever grow, checkpointed as deltas. */
+export const DELTA_CHANNELS = ["conversation", "images", "toolCalls"] as const;
+
+const question = z.string().describe("The question to answer");
+const imageSources = z.array(z.string()).default([]).describe("Input images: file paths, http(s) URLs or data: URLs");
+
+/**
+ * The agent graph's state: the question and its input images, image references into the store
+ * (never bytes), the append-only conversation with the model, the plan, the calls of the current
+ * turn and their results, the record of every tool call, budgets, and the final answer. Each field
+ * is validated with its zod schema when a node writes it.
+ *
+ * conversation, images and toolCalls are delta channels (see appendOnly): a raw checkpoint's
+ * `channel_values` does not hold them. Read a thread's state with the compiled graph's `getState`,
+ * or with {@link readAgentState} when only the checkpointer is at hand.
+ */
+export const AgentState = new StateSchema({
+  question,
+  imageSources,
+  images: appendOnly(ImageRefSchema),
+  conversation: appendOnly(TurnSchema),
   plan: z.array(PlanStepSchema).nullable().default(null),
   /** Only with plan approval on (optional, so states built elsewhere need not name it). */
   planReview: PlanReviewSchema.nullable().optional(),
+  /** The calls of the model's latest turn, validated; the tool nodes run the valid ones. */
   pending: z.array(PendingCallSchema).default([]),
-  results: z
-    .array(ToolResultSchema)
-    .register(registry, { reducer: append<ToolResult>(), default: () => [] }),
-  toolCalls: z
-    .array(ToolCallRecordSchema)
-    .register(registry, { reducer: append<ToolCallRecord>(), default: () => [] }),
+  /** What the tool nodes produced this turn; reflect consumes and clears them. */
+  results: new ReducedValue(z.array(ToolResultSchema).default(() => []), {
+    inputSchema: z.array(ToolResultSchema),
+    reducer: (current: ToolResult[], update: ToolResult[]) => current.concat(update),
+  }),
+  toolCalls: appendOnly(ToolCallRecordSchema),
   usage: UsageSchema.default(() => ({ ...EMPTY_USAGE })),
   reply: ReplySchema.nullable().default(null),
   /** Set by reflect when a budget ran out; routes to the answer node. */
   exhausted: z.string().nullable().default(null),
   final: FinalAnswerSchema.nullable().default(null),
 });
-export type AgentStateValue = z.infer<typeof AgentState>;
+export type AgentStateValue = typeof AgentState.State;
+/** What a node returns: any subset of the state's fields (append-only ones as the items to add). */
+export type AgentStateUpdate = typeof AgentState.Update;
 
-export const AgentInput = z.object({
-  question: AgentState.shape.question,
-  imageSources: AgentState.shape.imageSources,
-});
+export const AgentInput = z.object({ question, imageSources });
 export type AgentInputValue = z.input<typeof AgentInput>;
 
 /** What a run returns (the graph's output schema). */
@@ -227,10 +261,10 @@ export const AgentOutput = z.object({
 });
 export type AgentOutputValue = z.infer<typeof AgentOutput>;
 
-/** The planner-only graph (R1V4 Plan mode on its own): the question and images in, the plan out, nothing executed. */
+/** The plan graph (R1V4 Plan mode on its own): the question and images in, the plan out, nothing executed. */
 export const PlanOnlyState = z.object({
-  question: AgentState.shape.question,
-  imageSources: AgentState.shape.imageSources,
+  question,
+  imageSources,
   images: z.array(ImageRefSchema).default([]),
   plan: z.array(PlanStepSchema).nullable().default(null).describe("The steps, or null when the model gave no valid plan"),
   usage: UsageSchema.default(() => ({ ...EMPTY_USAGE })),
@@ -241,4 +275,51 @@ export const PlanOnlyOutput = z.object({ plan: PlanOnlyState.shape.plan, images:
 /** Clears the per-turn results channel once reflect has consumed them. */
 export function clearedResults(): Overwrite<ToolResult[]> {
   return new Overwrite<ToolResult[]>([]);
+}
+
+/** The values of channels never written are absent from a checkpoint: these are their empty values. */
+const EMPTY_VALUES: Omit<AgentStateValue, "question" | "usage" | "planReview"> = {
+  imageSources: [],
+  images: [],
+  conversation: [],
+  plan: null,
+  pending: [],
+  results: [],
+  toolCalls: [],
+  reply: null,
+  exhausted: null,
+  final: null,
+};
+
+/** A thread's values with the channels never written filled in with their empty values. */
+export function withEmptyChannels(values: Record<string, unknown>): AgentStateValue {
+  return { ...EMPTY_VALUES, ...values } as AgentStateValue;
+}
+
+/**
+ * The state of a thread at its latest checkpoint (or at `checkpointId`), read from the checkpointer
+ * alone, with the delta channels rebuilt the way LangGraph rebuilds them; null when the thread does
+ * not exist. The same values as `graph.getState(config).values`.
+ */
+export async function readAgentState(
+  saver: BaseCheckpointSaver,
+  threadId: string,
+  checkpointId?: string,
+): Promise<AgentStateValue | null> {
+  const config: RunnableConfig = { configurable: { thread_id: threadId, checkpoint_ns: "", ...(checkpointId ? { checkpoint_id: checkpointId } : {}) } };
+  const tuple = await saver.getTuple(config);
+  const stored = tuple?.checkpoint?.channel_values as Record<string, unknown> | undefined;
+  if (!tuple || !stored || stored.question === undefined) return null;
+  const values: Record<string, unknown> = { ...stored };
+  const channels = AgentState.getChannels() as Record<string, BaseChannel>;
+  const missing = DELTA_CHANNELS.filter((k) => !Object.prototype.hasOwnProperty.call(stored, k));
+  const histories = missing.length ? await saver.getDeltaChannelHistory({ config: tuple.config, channels: [...missing] }) : {};
+  for (const k of DELTA_CHANNELS) {
+    const spec = channels[k] as BaseChannel & { replayWrites(writes: unknown[]): void };
+    const history = histories[k];
+    const channel = spec.fromCheckpoint((history ? history.seed : stored[k]) as never) as typeof spec;
+    if (history) channel.replayWrites(history.writes);
+    values[k] = channel.isAvailable() ? channel.get() : [];
+  }
+  return withEmptyChannels(values);
 }

@@ -4,7 +4,7 @@ import { basename, dirname, extname, join, resolve } from "node:path";
 import { BLANK_STDEV } from "../../nodes/reflect.js";
 import type { ImageStore } from "../core/images.js";
 import type { ModelClient } from "../core/model.js";
-import { plannerPrompt, systemPrompt } from "../core/protocol.js";
+import { planModePrompt, systemPrompt } from "../core/protocol.js";
 import type { Part, PlanStep, Turn } from "../core/state.js";
 import { imageStats } from "../../tools/image-ops.js";
 import { toolSpecs } from "../../tools/index.js";
@@ -313,7 +313,7 @@ async function render(format: ExportFormat, traj: Trajectory, source: Source, fi
     return {
       ...meta,
       messages: [
-        { role: "system", content: plannerPrompt(specs) },
+        { role: "system", content: planModePrompt(specs) },
         { role: "user", content: question },
         { role: "assistant", content: JSON.stringify(planFromTrajectory(traj)) },
       ],

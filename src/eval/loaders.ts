@@ -554,38 +554,40 @@ function mapEmma(r: Row): EvalItem {
   });
 }
 
+/** Runs fn on one level of a LiveVQA item; a field error names the level (level1_qa.question, not question). */
+function inLevel<T>(r: Row, level: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof DatasetError && err.field) r.fail(`${level}.${err.field}`, err.message.replace(/^.*field "[^"]+": /, ""));
+    throw err;
+  }
+}
+
+/** One level of a LiveVQA item as a multiple-choice item; undefined when the item has no such level. */
+function liveVqaLevel(r: Row, id: string, level: string): EvalItem | undefined {
+  const qa = r.value[level];
+  if (qa === undefined || qa === null) return undefined;
+  if (typeof qa !== "object") r.fail(level, `expected an object {question, options, Ground_Truth}, got ${describe(qa)}`);
+  const sub = new Row(r.ctx, r.row, { ...(qa as Obj), img_path: (qa as Obj).img_path ?? r.value.img_path });
+  const { choices } = inLevel(r, level, () => choicesOf(sub));
+  return inLevel(r, level, () =>
+    makeItem(sub, {
+      id: `${id}-${level.replace("_qa", "")}`,
+      question: sub.text(["question"], "the question"),
+      images: sub.images(["img_path"], true),
+      answers: sub.answers(["Ground_Truth"]),
+      choices,
+      category: level.replace("_qa", ""),
+      answerField: "Ground_Truth",
+    }),
+  );
+}
+
 /** Official LiveVQA benchmark.json: [{id, img_path, level1_qa, level2_qa}], each level a multiple-choice item. */
 function mapLiveVqa(r: Row): EvalItem[] {
   const id = r.id(["id"]);
-  const out: EvalItem[] = [];
-  for (const level of ["level1_qa", "level2_qa"]) {
-    const qa = r.value[level];
-    if (qa === undefined || qa === null) continue;
-    if (typeof qa !== "object") r.fail(level, `expected an object {question, options, Ground_Truth}, got ${describe(qa)}`);
-    const sub = new Row(r.ctx, r.row, { ...(qa as Obj), img_path: (qa as Obj).img_path ?? r.value.img_path });
-    const wrap = <T>(fn: () => T): T => {
-      try {
-        return fn();
-      } catch (err) {
-        if (err instanceof DatasetError && err.field) r.fail(`${level}.${err.field}`, err.message.replace(/^.*field "[^"]+": /, ""));
-        throw err;
-      }
-    };
-    const { choices } = wrap(() => choicesOf(sub));
-    out.push(
-      wrap(() =>
-        makeItem(sub, {
-          id: `${id}-${level.replace("_qa", "")}`,
-          question: sub.text(["question"], "the question"),
-          images: sub.images(["img_path"], true),
-          answers: sub.answers(["Ground_Truth"]),
-          choices,
-          category: level.replace("_qa", ""),
-          answerField: "Ground_Truth",
-        }),
-      ),
-    );
-  }
+  const out = ["level1_qa", "level2_qa"].map((level) => liveVqaLevel(r, id, level)).filter((item): item is EvalItem => item !== undefined);
   if (!out.length) r.fail("level1_qa", "the item has neither level1_qa nor level2_qa");
   return out;
 }
@@ -651,75 +653,99 @@ async function* parquetRows(ctx: Ctx): AsyncGenerator<[number, Obj]> {
   }
 }
 
-/** TSV as pandas writes it (quoted fields may hold tabs, quotes and newlines); streamed, so multi-GB files work. */
-export async function* tsvRecords(path: string): AsyncGenerator<string[]> {
-  let field = "";
-  let record: string[] = [];
-  let quoted = false;
-  let atFieldStart = true;
-  let pendingQuote = false;
-  for await (const chunk of createReadStream(path, { encoding: "utf8", highWaterMark: 1 << 20 })) {
-    const text = chunk as string;
+/** A TSV parser fed a chunk at a time: a quoted field, or a record, may span chunks. */
+class TsvParser {
+  private field = "";
+  private record: string[] = [];
+  private quoted = false;
+  private atFieldStart = true;
+  /** Inside quotes, a quote was read: "" is a quote, a lone " ends the quoting. */
+  private pendingQuote = false;
+
+  /** The records that end in this chunk (blank lines are none). */
+  *feed(text: string): Generator<string[]> {
     let i = 0;
     while (i < text.length) {
-      const c = text[i]!;
-      if (quoted) {
-        if (pendingQuote) {
-          pendingQuote = false;
-          if (c === '"') {
-            field += '"';
-            i++;
-            continue;
-          }
-          quoted = false;
-          continue; // re-read c unquoted
-        }
-        if (c === '"') {
-          pendingQuote = true;
-          i++;
-          continue;
-        }
-        const next = text.indexOf('"', i);
-        const end = next === -1 ? text.length : next;
-        field += text.slice(i, end);
-        i = end;
+      if (this.quoted) {
+        i = this.readQuoted(text, i);
         continue;
       }
-      if (c === '"' && atFieldStart) {
-        quoted = true;
-        atFieldStart = false;
-        i++;
+      const c = text[i];
+      if (c !== "\n" && c !== "\r") {
+        i = this.readUnquoted(text, i);
         continue;
       }
-      if (c === "\t") {
-        record.push(field);
-        field = "";
-        atFieldStart = true;
-        i++;
-        continue;
-      }
-      if (c === "\n" || c === "\r") {
-        if (c === "\r" && text[i + 1] === "\n") i++;
-        record.push(field);
-        if (record.length > 1 || record[0] !== "") yield record;
-        record = [];
-        field = "";
-        atFieldStart = true;
-        i++;
-        continue;
-      }
-      // Plain run up to the next delimiter.
-      let end = i;
-      while (end < text.length && text[end] !== "\t" && text[end] !== "\n" && text[end] !== "\r") end++;
-      field += text.slice(i, end);
-      atFieldStart = false;
-      i = end;
+      if (c === "\r" && text[i + 1] === "\n") i++;
+      const record = this.endRecord();
+      if (record.length > 1 || record[0] !== "") yield record;
+      i++;
     }
   }
-  if (field !== "" || record.length) {
-    record.push(field);
-    yield record;
+
+  /** The last record, when the file does not end with a newline. */
+  end(): string[] | undefined {
+    if (this.field === "" && !this.record.length) return undefined;
+    this.record.push(this.field);
+    return this.record;
   }
+
+  private readQuoted(text: string, i: number): number {
+    if (this.pendingQuote) {
+      this.pendingQuote = false;
+      if (text[i] === '"') {
+        this.field += '"';
+        return i + 1;
+      }
+      this.quoted = false;
+      return i; // re-read this character unquoted
+    }
+    if (text[i] === '"') {
+      this.pendingQuote = true;
+      return i + 1;
+    }
+    const next = text.indexOf('"', i);
+    const end = next === -1 ? text.length : next;
+    this.field += text.slice(i, end);
+    return end;
+  }
+
+  /** Outside quotes, anything but a line break: an opening quote, a tab, or a plain run up to the next delimiter. */
+  private readUnquoted(text: string, i: number): number {
+    const c = text[i];
+    if (c === '"' && this.atFieldStart) {
+      this.quoted = true;
+      this.atFieldStart = false;
+      return i + 1;
+    }
+    if (c === "\t") {
+      this.record.push(this.field);
+      this.field = "";
+      this.atFieldStart = true;
+      return i + 1;
+    }
+    let end = i;
+    while (end < text.length && text[end] !== "\t" && text[end] !== "\n" && text[end] !== "\r") end++;
+    this.field += text.slice(i, end);
+    this.atFieldStart = false;
+    return end;
+  }
+
+  private endRecord(): string[] {
+    this.record.push(this.field);
+    const record = this.record;
+    this.record = [];
+    this.field = "";
+    this.atFieldStart = true;
+    return record;
+  }
+}
+
+/** TSV as pandas writes it (quoted fields may hold tabs, quotes and newlines); streamed, so multi-GB files work. */
+export async function* tsvRecords(path: string): AsyncGenerator<string[]> {
+  const parser = new TsvParser();
+  for await (const chunk of createReadStream(path, { encoding: "utf8", highWaterMark: 1 << 20 })) yield* parser.feed(chunk as string);
+  const last = parser.end();
+  if (last) yield last;
 }
 
 async function* tsvRows(ctx: Ctx): AsyncGenerator<[number, Obj]> {

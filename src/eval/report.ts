@@ -13,6 +13,7 @@ import {
   writeAtomic,
   type EvalSummary,
   type ResultRow,
+  type RunManifest,
 } from "./summary.js";
 import { readThreadState, toTrajectory, type ThreadReader, type TrajImage, type Trajectory } from "./trajectory.js";
 
@@ -305,14 +306,8 @@ const SCRIPT = `
 })();
 `;
 
-/** The report page for a run directory, trajectories read from the checkpointer and images from the store. */
-export async function buildReportHtml(runDir: string, sources: ReportSources): Promise<string> {
-  const manifest = readManifest(runDir);
-  const rows = readResults(runDir);
-  const summary =
-    readSummary(runDir) ??
-    summarizeResults(rows, { ...manifest, dir: runDir, finishedAt: "" }, null);
-  const thumbs = new Thumbnails(sources.images);
+/** Each item's article, its trajectory read from the checkpointer (its images added to the thumbnails). */
+async function itemArticles(rows: ResultRow[], sources: ReportSources, thumbs: Thumbnails): Promise<string[]> {
   const articles: string[] = [];
   for (const [k, row] of rows.entries()) {
     const state = await readThreadState(sources.reader, row.threadId).catch(() => null);
@@ -320,7 +315,11 @@ export async function buildReportHtml(runDir: string, sources: ReportSources): P
     if (traj) for (const image of traj.images) await thumbs.add(image);
     articles.push(itemHtml(row, traj, k));
   }
-  const counts = { all: rows.length, correct: rows.filter((r) => status(r) === "correct").length, incorrect: rows.filter((r) => !r.correct).length, error: rows.filter((r) => r.error).length };
+  return articles;
+}
+
+/** The summary table: label and value per row. */
+function summaryTableRows(summary: EvalSummary, manifest: RunManifest): Array<[string, string]> {
   const a = summary.accuracy;
   const summaryRows: Array<[string, string]> = [
     ["items", String(summary.items)],
@@ -335,6 +334,20 @@ export async function buildReportHtml(runDir: string, sources: ReportSources): P
     ["errors", summary.errors.count ? `${summary.errors.count} (${Object.entries(summary.errors.byStage).map(([s, n]) => `${s} ${n}`).join(", ")})` : "0"],
   ];
   if (summary.judge) summaryRows.push(["judge", `${manifest.judge?.model ?? ""} at ${manifest.judge?.url ?? ""}: ${summary.judge.requests} requests, ${summary.judge.cached} cached verdicts`]);
+  return summaryRows;
+}
+
+/** The report page for a run directory, trajectories read from the checkpointer and images from the store. */
+export async function buildReportHtml(runDir: string, sources: ReportSources): Promise<string> {
+  const manifest = readManifest(runDir);
+  const rows = readResults(runDir);
+  const summary =
+    readSummary(runDir) ??
+    summarizeResults(rows, { ...manifest, dir: runDir, finishedAt: "" }, null);
+  const thumbs = new Thumbnails(sources.images);
+  const articles = await itemArticles(rows, sources, thumbs);
+  const counts = { all: rows.length, correct: rows.filter((r) => status(r) === "correct").length, incorrect: rows.filter((r) => !r.correct).length, error: rows.filter((r) => r.error).length };
+  const summaryRows = summaryTableRows(summary, manifest);
   const byTool = Object.entries(summary.toolCalls.byTool);
   const catRows = Object.entries(summary.byCategory)
     .map(([c, i]) => `<tr><td>${esc(c)}</td><td>${i.n}</td><td>${i.correct}</td><td>${pct(i.accuracy)} ± ${pct(i.halfWidth)}</td></tr>`)

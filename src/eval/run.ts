@@ -5,16 +5,16 @@ import { join, resolve } from "node:path";
 import { readFile } from "node:fs/promises";
 import { importMmsearchResults } from "../../tools/search/mmsearch-import.js";
 import cliProgress from "cli-progress";
-import { createAgent, type LoupeAgent } from "../../graphs/agent.js";
-import { openCheckpointer } from "../runtime/checkpointer.js";
+import type { LoupeAgent } from "../../graphs/agent.js";
 import { commaList, redactDatabaseUrl, type LoupeConfig, type LoupeSecrets } from "../core/config.js";
-import { createDeps, type RuntimeDeps } from "../runtime/deps.js";
+import type { RuntimeDeps } from "../runtime/deps.js";
 import { urlImageReader } from "../core/image-sources.js";
 import { ask, summarize, RunError, type AskResult } from "../run/ask.js";
+import { withAgent } from "../run/session.js";
 import { isBudgetRefusal, type AgentStateValue, type ToolCallRecord } from "../core/state.js";
 import type { DatasetFormat, EvalItem, ImageInput } from "./items.js";
 import { Judge, JudgeCache, judgeCachePath } from "./judge.js";
-import { loadDataset, safeId, sniffExt } from "./loaders.js";
+import { loadDataset, safeId, sniffExt, type LoadedDataset } from "./loaders.js";
 import { writeReport } from "./report.js";
 import { extractChoice, matchScore } from "./score.js";
 import {
@@ -291,199 +291,296 @@ function progressBar(total: number, rows: ResultRow[], enabled: boolean): Progre
   };
 }
 
-/** Runs (or resumes) an evaluation. Items fail one by one; the run itself fails only on bad input or setup. */
-export async function runEval(options: EvalOptions): Promise<EvalOutcome> {
-  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const dir = resolve(options.out);
-  const manifestPath = join(dir, MANIFEST_FILE);
-  let manifest: RunManifest | null = null;
-  if (options.resume) {
-    if (!existsSync(manifestPath)) throw new EvalError(`nothing to resume in ${dir} (no ${MANIFEST_FILE}); start the run without --resume`);
-    manifest = readManifest(dir);
-    if (resolve(manifest.dataset) !== resolve(options.dataset)) {
-      throw new EvalError(`the run in ${dir} evaluated ${manifest.dataset}, not ${resolve(options.dataset)}; resume it with that dataset or pick another --out`);
-    }
-  } else if (existsSync(manifestPath)) {
-    throw new EvalError(`${dir} already holds an evaluation run; continue it with --resume, or choose another --out`);
+type ItemStage = NonNullable<ResultRow["error"]>["stage"];
+
+/** What running one item needs from the evaluation around it. */
+interface ItemRun {
+  agent: LoupeAgent;
+  deps: RuntimeDeps;
+  settings: LoupeConfig;
+  runId: string;
+  inputsDir: string;
+  /** The dataset's recorded reverse image searches answer image_search (imported item by item). */
+  offlineLens: boolean;
+  judge: Judge | null;
+  signal?: AbortSignal;
+}
+
+/** How far an item got: an error row says at which stage it failed and keeps the trajectory already read. */
+interface ItemAttempt {
+  stage: ItemStage;
+  traj: Trajectory | null;
+}
+
+/** A row's usage columns from the agent's counters; what a failed thread has not counted yet is 0. */
+function usageColumns(usage: Partial<AskResult["usage"]> | undefined): Pick<ResultRow, "toolCalls" | "turns" | "promptTokens" | "completionTokens" | "modelMs"> {
+  return {
+    toolCalls: usage?.toolCalls ?? 0,
+    turns: usage?.turns ?? 0,
+    promptTokens: usage?.promptTokens ?? 0,
+    completionTokens: usage?.completionTokens ?? 0,
+    modelMs: Math.round(usage?.modelMs ?? 0),
+  };
+}
+
+/** A row's tool columns from the trajectory; none when the thread could not be read. */
+function toolColumns(traj: Trajectory | null): Pick<ResultRow, "failedToolCalls" | "toolsByName"> {
+  if (!traj) return { failedToolCalls: 0, toolsByName: {} };
+  return { failedToolCalls: ranCalls(traj).filter((c) => !c.ok).length, toolsByName: toolsByName(traj) };
+}
+
+/** Answers an item on its thread: a finished thread is read back, a started one continued, a new one asked. */
+async function answerItem(run: ItemRun, item: EvalItem, threadId: string, attempt: ItemAttempt): Promise<AskResult> {
+  const snapshot = await run.agent.getState({ configurable: { thread_id: threadId } });
+  const existing = snapshot.values as AgentStateValue | undefined;
+  if (existing?.question !== undefined && existing.final && snapshot.next.length === 0) return summarize(threadId, existing);
+  if (existing?.question !== undefined) return await ask(run.agent, { settings: run.settings, resume: threadId, signal: run.signal });
+  attempt.stage = "input";
+  const images = await materialize(item.images, run.inputsDir, run.settings, run.signal);
+  if (run.offlineLens) await importRecordedImageSearch(item, images[0], run.deps);
+  attempt.stage = "agent";
+  return await ask(run.agent, { settings: run.settings, threadId, question: item.question, images, signal: run.signal });
+}
+
+/** The row of an item that failed: what its thread holds so far still counts (tool calls, tokens), so the row is informative. */
+async function failedRow(run: ItemRun, base: ReturnType<typeof baseRow>, attempt: ItemAttempt, err: unknown, started: number): Promise<ResultRow> {
+  const message = ((err as Error)?.message ?? String(err)).split("\n")[0]!;
+  const state = await readThreadState(run.agent, base.threadId).catch(() => null);
+  const partial = attempt.traj ?? (state ? toTrajectory(base.threadId, state) : null);
+  return {
+    ...base,
+    prediction: state?.final?.answer ?? null,
+    answerTag: partial?.answerTag ?? null,
+    correct: false,
+    method: "none",
+    ...usageColumns(state?.usage),
+    ...toolColumns(partial),
+    latencyMs: Math.round(performance.now() - started),
+    error: { stage: attempt.stage, message },
+    finishedAt: new Date().toISOString(),
+  };
+}
+
+/** Runs one item to its result row; null when the run was interrupted meanwhile (the item continues on --resume). */
+async function runItem(run: ItemRun, item: EvalItem, index: number): Promise<ResultRow | null> {
+  const threadId = threadIdFor(run.runId, item.id);
+  const started = performance.now();
+  const base = baseRow(item, index, threadId);
+  const attempt: ItemAttempt = { stage: "agent", traj: null };
+  try {
+    const result = await answerItem(run, item, threadId, attempt);
+    attempt.stage = "judge";
+    const state = (await readThreadState(run.agent, threadId))!;
+    const traj = toTrajectory(threadId, state);
+    attempt.traj = traj;
+    const scored = await scoreItem(item, traj, state, run.judge, run.signal);
+    return {
+      ...base,
+      prediction: result.answer,
+      answerTag: traj.answerTag,
+      ...scored,
+      ...usageColumns(result.usage),
+      ...toolColumns(traj),
+      latencyMs: Math.round(performance.now() - started),
+      reason: result.reason,
+      finishedAt: new Date().toISOString(),
+    };
+  } catch (err) {
+    if (run.signal?.aborted) return null;
+    return await failedRow(run, base, attempt, err, started);
   }
+}
+
+/** The recorded manifest of the run in dir when resuming (of the same dataset), null for a new run in an unused dir. */
+function existingManifest(dir: string, options: EvalOptions): RunManifest | null {
+  const manifestPath = join(dir, MANIFEST_FILE);
+  if (!options.resume) {
+    if (existsSync(manifestPath)) throw new EvalError(`${dir} already holds an evaluation run; continue it with --resume, or choose another --out`);
+    return null;
+  }
+  if (!existsSync(manifestPath)) throw new EvalError(`nothing to resume in ${dir} (no ${MANIFEST_FILE}); start the run without --resume`);
+  const manifest = readManifest(dir);
+  if (resolve(manifest.dataset) !== resolve(options.dataset)) {
+    throw new EvalError(`the run in ${dir} evaluated ${manifest.dataset}, not ${resolve(options.dataset)}; resume it with that dataset or pick another --out`);
+  }
+  return manifest;
+}
+
+/** Refuses a resume with other settings than recorded; undefined fields of `now` are not compared. */
+function checkResume(dir: string, manifest: RunManifest | null, now: RunSettingsKey): void {
+  if (!manifest) return;
+  const differences = resumeDifferences(recordedKey(manifest), now);
+  if (differences.length) throw new ResumeMismatchError(dir, differences);
+}
+
+/**
+ * MMSearch ships each question's recorded reverse image search: image_search on the question image
+ * is answered from those (imported into the search cache), with or without a Lens key.
+ */
+function withRecordedImageSearch(options: EvalOptions, items: EvalItem[]): { settings: LoupeConfig; offlineLens: boolean; recorded: number } {
+  const recorded = items.filter((i) => i.imageSearchResult !== undefined).length;
+  const offlineLens = recorded > 0 && options.settings.searchCache !== "live" && options.settings.searchCache !== "record";
+  const settings: LoupeConfig = offlineLens ? { ...options.settings, cachedImageSearch: true } : options.settings;
+  return { settings, offlineLens, recorded };
+}
+
+/** What a run is set up with once its dataset is loaded, before the agent opens. */
+interface RunSetup {
+  options: EvalOptions;
+  dir: string;
+  inputsDir: string;
+  /** The recorded manifest when resuming. */
+  manifest: RunManifest | null;
+  dataset: LoadedDataset;
+  settings: LoupeConfig;
+  offlineLens: boolean;
+  log: (line: string) => void;
+}
+
+/** Reads (when resuming) and checks the run directory, and loads the dataset with the recorded settings for flags left out. */
+async function setUpRun(options: EvalOptions, log: (line: string) => void): Promise<RunSetup> {
+  const dir = resolve(options.out);
+  const manifest = existingManifest(dir, options);
   const inputsDir = join(dir, "inputs");
   mkdirSync(inputsDir, { recursive: true });
   const format = options.format && options.format !== "auto" ? options.format : ((manifest?.format as DatasetFormat | undefined) ?? "auto");
   const limit = options.limit ?? manifest?.limit ?? undefined;
   const lang = options.lang ?? manifest?.lang ?? "en";
-  if (manifest) {
-    // What can be checked before any request: a changed server, judge or budget is refused before it is asked anything.
-    const { settings: st, judge } = options;
-    const now: RunSettingsKey = { modelUrl: st.modelUrl, judgeUrl: judge?.url ?? null, dialect: st.dialect, plan: st.plan, maxToolCalls: st.maxToolCalls, maxTurns: st.maxTurns, temperature: st.temperature, lang };
-    const differences = resumeDifferences(recordedKey(manifest), now);
-    if (differences.length) throw new ResumeMismatchError(dir, differences);
-  }
+  // What can be checked before any request: a changed server, judge or budget is refused before it is asked anything.
+  const { settings: st, judge } = options;
+  checkResume(dir, manifest, { modelUrl: st.modelUrl, judgeUrl: judge?.url ?? null, dialect: st.dialect, plan: st.plan, maxToolCalls: st.maxToolCalls, maxTurns: st.maxTurns, temperature: st.temperature, lang });
   const dataset = await loadDataset(options.dataset, { format, limit, lang, imagesDir: options.imagesDir, imagesOut: inputsDir });
-  const items = dataset.items;
-
-  // MMSearch ships each question's recorded reverse image search: image_search on the question image
-  // is answered from those (imported into the search cache), with or without a Lens key.
-  const recorded = items.filter((i) => i.imageSearchResult !== undefined).length;
-  const offlineLens = recorded > 0 && options.settings.searchCache !== "live" && options.settings.searchCache !== "record";
-  const settings: LoupeConfig = offlineLens ? { ...options.settings, cachedImageSearch: true } : options.settings;
-  const deps = createDeps(settings, options.secrets, options.deps);
+  const { settings, offlineLens, recorded } = withRecordedImageSearch(options, dataset.items);
   if (offlineLens) log(`loupe eval: ${recorded} recorded reverse image searches in the dataset; image_search on a question's image is answered from them`);
-  const checkpointer = await openCheckpointer(settings, deps.database).catch(async (err) => {
-    await deps.close();
-    throw err;
-  });
-  const agent: LoupeAgent = createAgent({ deps, checkpointer: checkpointer.saver });
-  let judgeCache: JudgeCache | null = null;
+  return { options, dir, inputsDir, manifest, dataset, settings, offlineLens, log };
+}
+
+/** A new run's manifest: what it evaluates and with which settings, so a resume can be checked against it. */
+function newManifest(setup: RunSetup, modelName: string, judge: RunManifest["judge"]): RunManifest {
+  const { options, dataset, settings } = setup;
+  return {
+    version: 1,
+    runId: randomBytes(4).toString("hex"),
+    dataset: dataset.file,
+    format: dataset.format,
+    limit: options.limit ?? null,
+    ...(options.lang ? { lang: options.lang } : {}),
+    items: dataset.items.length,
+    createdAt: new Date().toISOString(),
+    model: { url: settings.modelUrl, name: modelName },
+    judge,
+    dialect: settings.dialect,
+    plan: settings.plan,
+    maxToolCalls: settings.maxToolCalls,
+    maxTurns: settings.maxTurns,
+    temperature: settings.temperature,
+    dataDir: resolve(settings.dataDir),
+    ...(settings.databaseUrl ? { database: redactDatabaseUrl(settings.databaseUrl) } : {}),
+  };
+}
+
+/** The run's manifest, written to its directory: the recorded one (checked against the model names the servers resolve to now), or a new one. */
+async function settleManifest(setup: RunSetup, modelName: string, judge: Judge | null): Promise<RunManifest> {
+  const judgeServer = judge ? { url: judge.url, model: await judge.modelName() } : null;
+  // The model names the servers resolve to (the first listed one when none was given).
+  checkResume(setup.dir, setup.manifest, { model: modelName, judgeModel: judgeServer?.model ?? null });
+  const manifest = setup.manifest ?? newManifest(setup, modelName, judgeServer);
+  writeAtomic(join(setup.dir, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
+  return manifest;
+}
+
+/** Rows of items already finished (kept) and the items still to run (new, unfinished, or failed before). */
+function splitFinished(setup: RunSetup): { rows: ResultRow[]; pending: Array<{ item: EvalItem; index: number }> } {
+  const { items } = setup.dataset;
+  const done = new Map(readResults(setup.dir).filter((r) => !r.error).map((r) => [r.id, r]));
+  const wanted = new Set(items.map((i) => i.id));
+  const rows: ResultRow[] = [...done.values()].filter((r) => wanted.has(r.id));
+  const pending = items.map((item, index) => ({ item, index })).filter(({ item }) => !done.has(item.id));
+  if (setup.options.resume) setup.log(`loupe eval: resuming ${setup.dir}: ${rows.length} of ${items.length} items done, ${pending.length} to go`);
+  else setup.log(`loupe eval: ${items.length} items from ${setup.dataset.file} (${setup.dataset.format}) → ${setup.dir}`);
+  return { rows, pending };
+}
+
+/**
+ * Runs the pending items, `concurrency` at a time, appending each finished row to the results file as
+ * it comes (so a killed run keeps it) and into `rows`. Returns how many items ran.
+ */
+async function runPending(run: ItemRun, pending: Array<{ item: EvalItem; index: number }>, rows: ResultRow[], setup: RunSetup): Promise<number> {
+  const resultsPath = join(setup.dir, RESULTS_FILE);
+  const progress = progressBar(setup.dataset.items.length, rows, setup.options.progress);
+  let ran = 0;
+  let next = 0;
+  const worker = async () => {
+    while (next < pending.length && !run.signal?.aborted) {
+      const { item, index } = pending[next++]!;
+      const row = await runItem(run, item, index);
+      if (!row) continue;
+      ran++;
+      appendFileSync(resultsPath, `${JSON.stringify(row)}\n`);
+      const at = rows.findIndex((r) => r.id === row.id);
+      if (at >= 0) rows.splice(at, 1, row);
+      else rows.push(row);
+      progress.itemDone();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(setup.options.concurrency, pending.length)) }, worker));
+  progress.stop();
+  return ran;
+}
+
+/** Writes the results in dataset order, the summary and (unless turned off) the report. */
+async function finishRun(setup: RunSetup, manifest: RunManifest, rows: ResultRow[], judge: Judge | null, agent: LoupeAgent, deps: RuntimeDeps): Promise<EvalSummary> {
+  const { dir } = setup;
+  rows.sort((a, b) => a.index - b.index);
+  writeAtomic(join(dir, RESULTS_FILE), rows.map((r) => JSON.stringify(r)).join("\n") + "\n");
+  const summary = summarizeResults(
+    rows,
+    { ...manifest, dir, finishedAt: new Date().toISOString() },
+    judge ? { requests: judge.calls, cached: rows.filter((r) => r.judge?.cached).length } : null,
+  );
+  writeAtomic(join(dir, SUMMARY_FILE), `${JSON.stringify(summary, null, 2)}\n`);
+  if (setup.options.report !== false) {
+    await writeReport(dir, { reader: agent, images: deps.images }).catch((err: Error) => setup.log(`loupe eval: report.html not written: ${err.message}`));
+  }
+  return summary;
+}
+
+/** Runs the items not finished yet, then writes results, summary and report. */
+async function runItems(setup: RunSetup, manifest: RunManifest, agent: LoupeAgent, deps: RuntimeDeps, judge: Judge | null): Promise<EvalOutcome> {
+  const { options, dir } = setup;
+  const { rows, pending } = splitFinished(setup);
+  const run: ItemRun = { agent, deps, settings: setup.settings, runId: manifest.runId, inputsDir: setup.inputsDir, offlineLens: setup.offlineLens, judge, signal: options.signal };
+  const ran = await runPending(run, pending, rows, setup);
+  if (options.signal?.aborted) {
+    const total = setup.dataset.items.length;
+    throw new RunError(`interrupted after ${rows.length} of ${total} items; everything finished is saved — continue with: loupe eval ${options.dataset} --out ${dir} --resume`);
+  }
+  const summary = await finishRun(setup, manifest, rows, judge, agent, deps);
+  return { dir, summary, rows, ran };
+}
+
+/** The run on an open agent: the judge (with its verdict cache, closed at the end) and the manifest, then the items. */
+async function evaluate(setup: RunSetup, agent: LoupeAgent, deps: RuntimeDeps): Promise<EvalOutcome> {
+  const { options, settings } = setup;
+  const modelName = await deps.model(settings).modelName();
+  const judgeCache = options.judge ? new JudgeCache(judgeCachePath(settings.dataDir)) : null;
   try {
-    const modelName = await deps.model(settings).modelName();
-    judgeCache = options.judge ? new JudgeCache(judgeCachePath(settings.dataDir)) : null;
-    const judge = options.judge
-      ? new Judge({ url: options.judge.url, model: options.judge.model, apiKey: options.judge.apiKey, settings, images: deps.images, cache: judgeCache! })
-      : null;
-    const judgeModel = judge ? await judge.modelName() : null;
-    if (manifest) {
-      // The model names the servers resolve to (the first listed one when none was given).
-      const differences = resumeDifferences(recordedKey(manifest), { model: modelName, judgeModel });
-      if (differences.length) throw new ResumeMismatchError(dir, differences);
-    }
-    manifest ??= {
-      version: 1,
-      runId: randomBytes(4).toString("hex"),
-      dataset: dataset.file,
-      format: dataset.format,
-      limit: options.limit ?? null,
-      ...(options.lang ? { lang: options.lang } : {}),
-      items: items.length,
-      createdAt: new Date().toISOString(),
-      model: { url: settings.modelUrl, name: modelName },
-      judge: judge ? { url: judge.url, model: judgeModel! } : null,
-      dialect: settings.dialect,
-      plan: settings.plan,
-      maxToolCalls: settings.maxToolCalls,
-      maxTurns: settings.maxTurns,
-      temperature: settings.temperature,
-      dataDir: resolve(settings.dataDir),
-      ...(settings.databaseUrl ? { database: redactDatabaseUrl(settings.databaseUrl) } : {}),
-    };
-    writeAtomic(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`);
-    const runId = manifest.runId;
-
-    const resultsPath = join(dir, RESULTS_FILE);
-    const previous = readResults(dir);
-    const done = new Map(previous.filter((r) => !r.error).map((r) => [r.id, r]));
-    const wanted = new Set(items.map((i) => i.id));
-    const rows: ResultRow[] = [...done.values()].filter((r) => wanted.has(r.id));
-    const pending = items.map((item, index) => ({ item, index })).filter(({ item }) => !done.has(item.id));
-    if (options.resume) log(`loupe eval: resuming ${dir}: ${rows.length} of ${items.length} items done, ${pending.length} to go`);
-    else log(`loupe eval: ${items.length} items from ${dataset.file} (${dataset.format}) → ${dir}`);
-
-    const progress = progressBar(items.length, rows, options.progress);
-    let ran = 0;
-
-    const runOne = async (item: EvalItem, index: number): Promise<ResultRow | null> => {
-      const threadId = threadIdFor(runId, item.id);
-      const started = performance.now();
-      const base = baseRow(item, index, threadId);
-      let stage: "input" | "agent" | "judge" = "agent";
-      let traj: Trajectory | null = null;
-      try {
-        const snapshot = await agent.getState({ configurable: { thread_id: threadId } });
-        const existing = snapshot.values as AgentStateValue | undefined;
-        let result: AskResult;
-        if (existing?.question !== undefined && existing.final && snapshot.next.length === 0) {
-          result = summarize(threadId, existing);
-        } else if (existing?.question !== undefined) {
-          result = await ask(agent, { settings, resume: threadId, signal: options.signal });
-        } else {
-          stage = "input";
-          const images = await materialize(item.images, inputsDir, settings, options.signal);
-          if (offlineLens) await importRecordedImageSearch(item, images[0], deps);
-          stage = "agent";
-          result = await ask(agent, { settings, threadId, question: item.question, images, signal: options.signal });
-        }
-        stage = "judge";
-        const state = (await readThreadState(agent, threadId))!;
-        traj = toTrajectory(threadId, state);
-        const scored = await scoreItem(item, traj, state, judge, options.signal);
-        return {
-          ...base,
-          prediction: result.answer,
-          answerTag: traj.answerTag,
-          ...scored,
-          toolCalls: result.usage.toolCalls,
-          failedToolCalls: ranCalls(traj).filter((c) => !c.ok).length,
-          toolsByName: toolsByName(traj),
-          turns: result.usage.turns,
-          promptTokens: result.usage.promptTokens,
-          completionTokens: result.usage.completionTokens,
-          latencyMs: Math.round(performance.now() - started),
-          modelMs: result.usage.modelMs,
-          reason: result.reason,
-          finishedAt: new Date().toISOString(),
-        };
-      } catch (err) {
-        if (options.signal?.aborted) return null;
-        const message = ((err as Error)?.message ?? String(err)).split("\n")[0]!;
-        // What the thread holds so far still counts (tool calls, tokens), so the error row is informative.
-        const state = await readThreadState(agent, threadId).catch(() => null);
-        const partial = traj ?? (state ? toTrajectory(threadId, state) : null);
-        return {
-          ...base,
-          prediction: state?.final?.answer ?? null,
-          answerTag: partial?.answerTag ?? null,
-          correct: false,
-          method: "none",
-          toolCalls: state?.usage?.toolCalls ?? 0,
-          failedToolCalls: partial ? ranCalls(partial).filter((c) => !c.ok).length : 0,
-          toolsByName: partial ? toolsByName(partial) : {},
-          turns: state?.usage?.turns ?? 0,
-          promptTokens: state?.usage?.promptTokens ?? 0,
-          completionTokens: state?.usage?.completionTokens ?? 0,
-          modelMs: Math.round(state?.usage?.modelMs ?? 0),
-          latencyMs: Math.round(performance.now() - started),
-          error: { stage, message },
-          finishedAt: new Date().toISOString(),
-        };
-      }
-    };
-
-    let next = 0;
-    const worker = async () => {
-      while (next < pending.length && !options.signal?.aborted) {
-        const { item, index } = pending[next++]!;
-        const row = await runOne(item, index);
-        if (!row) continue;
-        ran++;
-        appendFileSync(resultsPath, `${JSON.stringify(row)}\n`);
-        const at = rows.findIndex((r) => r.id === row.id);
-        if (at >= 0) rows.splice(at, 1, row);
-        else rows.push(row);
-        progress.itemDone();
-      }
-    };
-    await Promise.all(Array.from({ length: Math.max(1, Math.min(options.concurrency, pending.length)) }, worker));
-    progress.stop();
-    if (options.signal?.aborted) {
-      throw new RunError(`interrupted after ${rows.length} of ${items.length} items; everything finished is saved — continue with: loupe eval ${options.dataset} --out ${dir} --resume`);
-    }
-
-    rows.sort((a, b) => a.index - b.index);
-    writeAtomic(resultsPath, rows.map((r) => JSON.stringify(r)).join("\n") + "\n");
-    const summary = summarizeResults(
-      rows,
-      { ...manifest, dir, finishedAt: new Date().toISOString() },
-      judge ? { requests: judge.calls, cached: rows.filter((r) => r.judge?.cached).length } : null,
-    );
-    writeAtomic(join(dir, SUMMARY_FILE), `${JSON.stringify(summary, null, 2)}\n`);
-    if (options.report !== false) {
-      await writeReport(dir, { reader: agent, images: deps.images }).catch((err: Error) => log(`loupe eval: report.html not written: ${err.message}`));
-    }
-    return { dir, summary, rows, ran };
+    const judge =
+      options.judge && judgeCache
+        ? new Judge({ url: options.judge.url, model: options.judge.model, apiKey: options.judge.apiKey, settings, images: deps.images, cache: judgeCache })
+        : null;
+    const manifest = await settleManifest(setup, modelName, judge);
+    return await runItems(setup, manifest, agent, deps, judge);
   } finally {
     judgeCache?.close();
-    await checkpointer.close();
-    await deps.close();
   }
+}
+
+/** Runs (or resumes) an evaluation. Items fail one by one; the run itself fails only on bad input or setup. */
+export async function runEval(options: EvalOptions): Promise<EvalOutcome> {
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const setup = await setUpRun(options, log);
+  return withAgent(setup.settings, options.secrets, ({ agent, deps }) => evaluate(setup, agent, deps), options.deps);
 }
 
 /** The end-of-run table printed on stdout. */

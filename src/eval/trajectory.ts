@@ -4,7 +4,7 @@ import type { AgentStateValue, Part, PlanStep, ToolCallRecord, Turn } from "../c
 import { toPixelBox, type PixelBox } from "../../tools/image-ops.js";
 import type { Coords } from "../core/config.js";
 import { extractAnswer, extractThink } from "../core/protocol.js";
-import { withEmptyChannels } from "../core/graph-state.js";
+import { withEmptyChannels } from "../core/state.js";
 
 export interface TrajImage extends ImageRef {
   /** For crops and zooms: the region of the parent it shows, in the parent's pixels. */
@@ -95,42 +95,48 @@ function tagCalls(text: string, turnIndex: number): TrajCall[] {
 }
 
 
-/** Builds the trajectory of a thread's state: steps joined with the tool-call records, boxes worked out for crops and zooms. */
-export function toTrajectory(threadId: string, state: AgentStateValue): Trajectory {
-  const conversation = state.conversation ?? [];
-  const system = conversation.find((t) => t.role === "system") as Extract<Turn, { role: "system" }> | undefined;
-  const dialect = system?.dialect ?? "tools";
-  const coords = (system?.coords ?? "rel1000") as Coords;
-  const images: TrajImage[] = (state.images ?? []).map((i) => ({ ...i }));
-  const byId = new Map(images.map((i) => [i.id, i]));
-  const records = [...(state.toolCalls ?? [])];
-  let recordAt = 0;
+type AssistantTurn = Extract<Turn, { role: "assistant" }>;
+
+/** The step of one assistant turn: its calls (native, or <tool_call> tags), or its answer, or what was wrong with it. */
+function assistantStep(turn: AssistantTurn, next: Turn | undefined, dialect: Trajectory["dialect"], assistantIndex: number): TrajStep {
+  const nextText = next?.role === "user" ? partsText(next.parts).trim() : "";
+  const formatError = FORMAT_ERROR.exec(nextText);
+  const calls: TrajCall[] = turn.toolCalls?.length
+    ? turn.toolCalls.map((c) => ({ id: c.id, name: c.name, rawArguments: c.arguments }))
+    : dialect === "tags"
+      ? tagCalls(turn.text, assistantIndex)
+      : [];
+  let kind: TrajStep["kind"];
+  if (formatError) kind = "malformed";
+  else if (calls.length) kind = "calls";
+  else kind = "answer";
+  const step: TrajStep = { text: turn.text, think: extractThink(turn.text), kind, calls: kind === "calls" ? calls : [], observation: "", shownImages: [] };
+  if (formatError) step.problem = (formatError[1] ?? "").trim();
+  if (kind === "answer") step.answer = extractAnswer(turn.text) ?? turn.text.replace(/<think>[\s\S]*?(<\/think>|$)/gi, "").trim();
+  return step;
+}
+
+/** Adds a tool or user turn to the observation of the step it follows (a malformed step's correction is its problem, not an observation). */
+function observe(step: TrajStep, turn: Turn): void {
+  if (turn.role === "tool") {
+    step.observation += `${step.observation ? "\n\n" : ""}${turn.text}`;
+  } else if (turn.role === "user") {
+    const text = partsText(turn.parts);
+    if (step.kind !== "malformed") step.observation += `${step.observation ? "\n\n" : ""}${text}`;
+    for (const p of turn.parts) if (p.type === "image") step.shownImages.push(p.id);
+  }
+}
+
+/** The conversation as steps, each call joined with its tool-call record in order; and the question turn's parts. */
+function conversationSteps(conversation: Turn[], records: ToolCallRecord[], dialect: Trajectory["dialect"]): { steps: TrajStep[]; questionParts: Part[] } {
   const steps: TrajStep[] = [];
-  let questionParts: Part[] = [];
-  let sawQuestion = false;
-  let assistantIndex = 0;
+  let questionParts: Part[] | undefined;
+  let recordAt = 0;
   for (const [i, turn] of conversation.entries()) {
-    if (turn.role === "user" && !sawQuestion) {
-      sawQuestion = true;
+    if (turn.role === "user" && !questionParts) {
       questionParts = turn.parts;
-      continue;
-    }
-    if (turn.role === "assistant") {
-      const next = conversation[i + 1];
-      const nextText = next?.role === "user" ? partsText(next.parts).trim() : "";
-      const formatError = FORMAT_ERROR.exec(nextText);
-      const calls: TrajCall[] = turn.toolCalls?.length
-        ? turn.toolCalls.map((c) => ({ id: c.id, name: c.name, rawArguments: c.arguments }))
-        : dialect === "tags"
-          ? tagCalls(turn.text, assistantIndex)
-          : [];
-      let kind: TrajStep["kind"];
-      if (formatError) kind = "malformed";
-      else if (calls.length) kind = "calls";
-      else kind = "answer";
-      const step: TrajStep = { text: turn.text, think: extractThink(turn.text), kind, calls: kind === "calls" ? calls : [], observation: "", shownImages: [] };
-      if (kind === "malformed") step.problem = formatError![1]!.trim();
-      if (kind === "answer") step.answer = extractAnswer(turn.text) ?? turn.text.replace(/<think>[\s\S]*?(<\/think>|$)/gi, "").trim();
+    } else if (turn.role === "assistant") {
+      const step = assistantStep(turn, conversation[i + 1], dialect, steps.length);
       for (const call of step.calls) {
         const record = records[recordAt];
         if (record) {
@@ -139,20 +145,16 @@ export function toTrajectory(threadId: string, state: AgentStateValue): Trajecto
         }
       }
       steps.push(step);
-      assistantIndex++;
-      continue;
-    }
-    const step = steps.at(-1);
-    if (!step) continue;
-    if (turn.role === "tool") {
-      step.observation += `${step.observation ? "\n\n" : ""}${turn.text}`;
-    } else if (turn.role === "user") {
-      const text = partsText(turn.parts);
-      if (step.kind !== "malformed") step.observation += `${step.observation ? "\n\n" : ""}${text}`;
-      for (const p of turn.parts) if (p.type === "image") step.shownImages.push(p.id);
+    } else {
+      const step = steps.at(-1);
+      if (step) observe(step, turn);
     }
   }
-  // Boxes of crops and zooms, in the parent's pixels, from the call's arguments.
+  return { steps, questionParts: questionParts ?? [] };
+}
+
+/** Sets the box of each crop and zoom, in the parent's pixels, from the call's arguments. */
+function boxCrops(records: ToolCallRecord[], byId: Map<string, TrajImage>, coords: Coords): void {
   for (const record of records) {
     if ((record.name !== "crop" && record.name !== "zoom") || !record.ok || !record.arguments) continue;
     const parent = byId.get(String(record.arguments.image ?? ""));
@@ -164,7 +166,19 @@ export function toTrajectory(threadId: string, state: AgentStateValue): Trajecto
       // the call succeeded, so this does not happen; leave the box out if it does
     }
   }
-  const lastAssistant = [...conversation].reverse().find((t) => t.role === "assistant") as Extract<Turn, { role: "assistant" }> | undefined;
+}
+
+/** Builds the trajectory of a thread's state: steps joined with the tool-call records, boxes worked out for crops and zooms. */
+export function toTrajectory(threadId: string, state: AgentStateValue): Trajectory {
+  const conversation = state.conversation ?? [];
+  const system = conversation.find((t) => t.role === "system") as Extract<Turn, { role: "system" }> | undefined;
+  const dialect = system?.dialect ?? "tools";
+  const coords = (system?.coords ?? "rel1000") as Coords;
+  const images: TrajImage[] = (state.images ?? []).map((i) => ({ ...i }));
+  const records = [...(state.toolCalls ?? [])];
+  const { steps, questionParts } = conversationSteps(conversation, records, dialect);
+  boxCrops(records, new Map(images.map((i) => [i.id, i])), coords);
+  const lastAssistant = [...conversation].reverse().find((t) => t.role === "assistant") as AssistantTurn | undefined;
   return {
     threadId,
     question: state.question,

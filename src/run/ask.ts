@@ -4,7 +4,7 @@ import { Command } from "@langchain/langgraph";
 import { recursionLimitFor, type LoupeAgent } from "../../graphs/agent.js";
 import type { ApprovalDecision, ApprovalRequest } from "../../nodes/approval.js";
 import type { AgentEvent } from "../core/events.js";
-import { redactDatabaseUrl, type LoupeConfig } from "../core/config.js";
+import { redactDatabaseUrl, runContextOf, type LoupeConfig } from "../core/config.js";
 import type { AgentStateValue, Citation } from "../core/state.js";
 
 export interface AskResult {
@@ -104,7 +104,7 @@ export async function ask(agent: LoupeAgent, options: AskOptions): Promise<AskRe
   }
   const stream = await agent.stream((options.decision ? new Command({ resume: options.decision }) : input) as never, {
     ...config,
-    context: options.settings as never,
+    context: runContextOf(options.settings) as never,
     recursionLimit: recursionLimitFor(options.settings),
     durability: "sync",
     streamMode: ["custom"],

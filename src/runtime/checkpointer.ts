@@ -19,6 +19,8 @@ export function createCheckpointer(config: Pick<LoupeConfig, "dataDir">): Sqlite
 }
 
 type DeltaHistories = Awaited<ReturnType<BaseCheckpointSaver["getDeltaChannelHistory"]>>;
+type AncestorRow = { id: string; type: string | null; checkpoint: Buffer };
+type WriteRow = { id: string; task_id: string; channel: string; type: string | null; value: string | null };
 
 /**
  * LangGraph's SqliteSaver, committing without an fsync each time (see setup), and reading delta channels (the agent's conversation, images and tool-call
@@ -51,15 +53,25 @@ export class LoupeSqliteSaver extends SqliteSaver {
     this.setup();
     const threadId = config.configurable?.thread_id as string | undefined;
     const ns = (config.configurable?.checkpoint_ns as string | undefined) ?? "";
-    let targetId = config.configurable?.checkpoint_id as string | undefined;
     if (!threadId) return super.getDeltaChannelHistory(options);
-    if (!targetId) {
-      const latest = this.db.prepare("SELECT checkpoint_id FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? ORDER BY checkpoint_id DESC LIMIT 1").get(threadId, ns) as { checkpoint_id: string } | undefined;
-      if (!latest) return Object.fromEntries(channels.map((ch) => [ch, { writes: [] }]));
-      targetId = latest.checkpoint_id;
-    }
-    // The ancestors, parent first.
-    const chain = this.db
+    const targetId = (config.configurable?.checkpoint_id as string | undefined) || this.latestCheckpointId(threadId, ns);
+    if (!targetId) return Object.fromEntries(channels.map((ch) => [ch, { writes: [] }]));
+    const chain = this.ancestorsOf(threadId, ns, targetId);
+    const writesAt = this.channelWritesAt(threadId, ns, channels, chain);
+    const { collected, seeds } = await this.walkAncestors(chain, writesAt, channels);
+    return Object.fromEntries(
+      channels.map((ch) => [ch, { writes: (collected.get(ch) ?? []).reverse(), ...(seeds.has(ch) ? { seed: seeds.get(ch) } : {}) }]),
+    ) as DeltaHistories;
+  }
+
+  private latestCheckpointId(threadId: string, ns: string): string | undefined {
+    const latest = this.db.prepare("SELECT checkpoint_id FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? ORDER BY checkpoint_id DESC LIMIT 1").get(threadId, ns) as { checkpoint_id: string } | undefined;
+    return latest?.checkpoint_id;
+  }
+
+  /** The target's ancestors, parent first. */
+  private ancestorsOf(threadId: string, ns: string, targetId: string): AncestorRow[] {
+    return this.db
       .prepare(
         `WITH RECURSIVE chain(checkpoint_id, parent_checkpoint_id, depth) AS (
            SELECT checkpoint_id, parent_checkpoint_id, 0 FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?
@@ -71,7 +83,11 @@ export class LoupeSqliteSaver extends SqliteSaver {
            JOIN checkpoints c ON c.thread_id = ? AND c.checkpoint_ns = ? AND c.checkpoint_id = chain.checkpoint_id
          WHERE chain.depth > 0 ORDER BY chain.depth`,
       )
-      .all(threadId, ns, targetId, threadId, ns, threadId, ns) as Array<{ id: string; type: string | null; checkpoint: Buffer }>;
+      .all(threadId, ns, targetId, threadId, ns, threadId, ns) as AncestorRow[];
+  }
+
+  /** The channels' writes stored at the ancestors, by checkpoint, each checkpoint's in `getTuple` order. */
+  private channelWritesAt(threadId: string, ns: string, channels: string[], chain: AncestorRow[]): Map<string, WriteRow[]> {
     const marks = channels.map(() => "?").join(", ");
     const rows = this.db
       .prepare(
@@ -79,41 +95,48 @@ export class LoupeSqliteSaver extends SqliteSaver {
          WHERE thread_id = ? AND checkpoint_ns = ? AND channel IN (${marks}) AND checkpoint_id IN (SELECT value FROM json_each(?))
          ORDER BY checkpoint_id, task_id, idx`,
       )
-      .all(threadId, ns, ...channels, JSON.stringify(chain.map((c) => c.id))) as Array<{ id: string; task_id: string; channel: string; type: string | null; value: string | null }>;
-    const writesAt = new Map<string, typeof rows>();
+      .all(threadId, ns, ...channels, JSON.stringify(chain.map((c) => c.id))) as WriteRow[];
+    const writesAt = new Map<string, WriteRow[]>();
     for (const row of rows) {
       const list = writesAt.get(row.id);
       if (list) list.push(row);
       else writesAt.set(row.id, [row]);
     }
+    return writesAt;
+  }
+
+  /**
+   * Walks up the ancestors collecting each channel's writes (newest first; the caller reverses
+   * them, which restores each checkpoint's order) until a checkpoint holds a value for it (the seed).
+   */
+  private async walkAncestors(chain: AncestorRow[], writesAt: Map<string, WriteRow[]>, channels: string[]) {
     const collected = new Map<string, Array<[string, string, unknown]>>(channels.map((ch) => [ch, []]));
     const seeds = new Map<string, unknown>();
     const remaining = new Set(channels);
     for (const ancestor of chain) {
       if (remaining.size === 0) break;
-      // Newest first while walking up; reversed at the end, which restores each checkpoint's order.
       const own = writesAt.get(ancestor.id) ?? [];
-      for (let i = own.length - 1; i >= 0; i--) {
-        const w = own[i]!;
-        if (remaining.has(w.channel)) collected.get(w.channel)!.push([w.task_id, w.channel, await this.serde.loadsTyped(w.type ?? "json", w.value ?? "")]);
+      for (const w of [...own].reverse()) {
+        if (remaining.has(w.channel)) collected.get(w.channel)?.push([w.task_id, w.channel, await this.serde.loadsTyped(w.type ?? "json", w.value ?? "")]);
       }
-      // Which channels this checkpoint holds a value for: a plain JSON.parse answers that, the
-      // serializer's revival is only worth it for a checkpoint that holds a seed.
-      const type = ancestor.type ?? "json";
-      const plain = type === "json" ? (JSON.parse(ancestor.checkpoint.toString("utf8")) as { channel_values?: Record<string, unknown> }) : null;
-      const held = [...remaining].filter((ch) => !plain || (plain.channel_values && Object.prototype.hasOwnProperty.call(plain.channel_values, ch)));
-      if (held.length === 0) continue;
-      const checkpoint = (await this.serde.loadsTyped(type, ancestor.checkpoint)) as { channel_values?: Record<string, unknown> };
-      for (const ch of held) {
-        if (checkpoint.channel_values && Object.prototype.hasOwnProperty.call(checkpoint.channel_values, ch)) {
-          seeds.set(ch, checkpoint.channel_values[ch]);
-          remaining.delete(ch);
-        }
+      for (const [ch, seed] of await this.seedsHeld(ancestor, remaining)) {
+        seeds.set(ch, seed);
+        remaining.delete(ch);
       }
     }
-    return Object.fromEntries(
-      channels.map((ch) => [ch, { writes: collected.get(ch)!.reverse(), ...(seeds.has(ch) ? { seed: seeds.get(ch) } : {}) }]),
-    ) as DeltaHistories;
+    return { collected, seeds };
+  }
+
+  /** The values a checkpoint holds for the remaining channels. */
+  private async seedsHeld(ancestor: AncestorRow, remaining: Set<string>): Promise<Array<[string, unknown]>> {
+    // Which channels this checkpoint holds a value for: a plain JSON.parse answers that, the
+    // serializer's revival is only worth it for a checkpoint that holds a seed.
+    const type = ancestor.type ?? "json";
+    const plain = type === "json" ? (JSON.parse(ancestor.checkpoint.toString("utf8")) as { channel_values?: Record<string, unknown> }) : null;
+    const held = [...remaining].filter((ch) => !plain || (plain.channel_values && Object.prototype.hasOwnProperty.call(plain.channel_values, ch)));
+    if (held.length === 0) return [];
+    const values = ((await this.serde.loadsTyped(type, ancestor.checkpoint)) as { channel_values?: Record<string, unknown> }).channel_values;
+    return held.filter((ch) => values && Object.prototype.hasOwnProperty.call(values, ch)).map((ch) => [ch, values?.[ch]]);
   }
 }
 

@@ -2,7 +2,7 @@
 import { Client } from "@langchain/langgraph-sdk";
 import { Hono, type MiddlewareHandler } from "hono";
 import { z } from "zod/v4";
-import { LoupeConfigSchema, resolveSecrets } from "../core/config.js";
+import { resolveSecrets, RunContextSchema, type LoupeConfig } from "../core/config.js";
 import type { AgentDeps } from "../core/agent-deps.js";
 import { createImageRoute, imageRouteSecret } from "./image-route.js";
 import type { ImageRef } from "../core/images.js";
@@ -11,9 +11,19 @@ import { AgentInput, AgentOutput, PlanOnlyOutput } from "../core/state.js";
 
 /** The served graphs' schemas by graph id (as in langgraph.json). */
 export const SERVED_SCHEMAS: Record<string, { input: z.ZodType; output: z.ZodType; context: z.ZodType }> = {
-  agent: { input: AgentInput, output: AgentOutput, context: LoupeConfigSchema },
-  plan: { input: AgentInput, output: PlanOnlyOutput, context: LoupeConfigSchema },
+  agent: { input: AgentInput, output: AgentOutput, context: RunContextSchema },
+  plan: { input: AgentInput, output: PlanOnlyOutput, context: RunContextSchema },
 };
+
+/** A context schema as JSON, each setting's default being this server's (so Studio's form starts from what a run would use). */
+function contextJsonSchema(schema: z.ZodType, defaults: LoupeConfig | undefined): Record<string, unknown> {
+  const json = z.toJSONSchema(schema, { io: "input", unrepresentable: "any" }) as { properties?: Record<string, Record<string, unknown>> };
+  for (const [key, property] of Object.entries(json.properties ?? {})) {
+    const value = defaults?.[key as keyof LoupeConfig];
+    if (value !== undefined) property.default = value;
+  }
+  return json;
+}
 
 /**
  * Completes GET /assistants/{id}/schemas. The agent's state is a LangGraph StateSchema (for its
@@ -21,7 +31,7 @@ export const SERVED_SCHEMAS: Record<string, { input: z.ZodType; output: z.ZodTyp
  * input, output and context schemas. This runs the server's own handler, then sets those three from
  * the zod schemas, the same way for every served graph (settings with defaults are optional).
  */
-export function completeSchemas(schemas: typeof SERVED_SCHEMAS): MiddlewareHandler {
+export function completeSchemas(schemas: typeof SERVED_SCHEMAS, defaults?: LoupeConfig): MiddlewareHandler {
   return async (c, next) => {
     await next();
     if (c.res.status !== 200) return;
@@ -29,7 +39,7 @@ export function completeSchemas(schemas: typeof SERVED_SCHEMAS): MiddlewareHandl
     const known = schemas[String(body.graph_id)];
     if (!known) return;
     const json = (schema: z.ZodType, io: "input" | "output") => z.toJSONSchema(schema, { io, unrepresentable: "any" });
-    const context = json(known.context, "input");
+    const context = contextJsonSchema(known.context, defaults);
     const filled = { ...body, input_schema: json(known.input, "input"), output_schema: json(known.output, "output"), config_schema: context, context_schema: context };
     c.res = new Response(JSON.stringify(filled), { status: 200, headers: { "content-type": "application/json" } });
   };
@@ -83,7 +93,7 @@ export function createHttpApp(options: HttpAppOptions): Hono {
   const route = createImageRoute({ store: options.deps.images, secret: options.secret });
   const threadImages = options.threadImages ?? threadImagesThroughApi;
   const app = new Hono();
-  app.get("/assistants/:assistant_id/schemas", completeSchemas(SERVED_SCHEMAS));
+  app.get("/assistants/:assistant_id/schemas", completeSchemas(SERVED_SCHEMAS, options.deps.defaults));
   app.on(["GET", "HEAD"], `${route.prefix}/*`, async (c) => (await route.handle(c.req.raw)) ?? c.notFound());
   app.get("/threads/:thread_id/images", async (c) => {
     const threadId = c.req.param("thread_id");

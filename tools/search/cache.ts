@@ -331,6 +331,173 @@ export interface CachedProviderOptions {
   secrets?: Array<string | undefined>;
 }
 
+/** The cache as one wrapped provider uses it; secrets are scrubbed from what it keys and writes. */
+interface ProviderCache {
+  /** The provider's name as keys and entries carry it (scrubbed). */
+  name: string;
+  replay: boolean;
+  scrub: (text: string) => string;
+  /** Parsed cached value, or undefined when absent, stale or unreadable (then it is fetched again). */
+  lookup<T>(key: string, schema: z.ZodType<T>, maxResults?: number): Promise<T | undefined>;
+  /** Writes an answer; a failed write loses only the saving, never the answer the provider (and the user's money) gave. */
+  store(key: string, value: unknown, meta: Omit<CacheEntryMeta, "provider">): Promise<void>;
+  /** Concurrent identical misses share one provider call. */
+  once<T>(key: string, fetch: () => Promise<T>): Promise<T>;
+}
+
+function providerCache(providerName: string, cache: SearchCacheStore, mode: Exclude<CacheMode, "live">, options: CachedProviderOptions): ProviderCache {
+  const scrub = scrubber(options.secrets);
+  const name = scrub(providerName);
+  const replay = mode === "replay";
+  const inflight = new Map<string, Promise<unknown>>();
+  return {
+    name,
+    replay,
+    scrub,
+    async lookup<T>(key: string, schema: z.ZodType<T>, maxResults?: number): Promise<T | undefined> {
+      if (mode === "record") return undefined;
+      let entry: CacheEntry | undefined;
+      try {
+        entry = await cache.get(key, { maxResults, allowExpired: replay, allowFewer: replay });
+      } catch (err) {
+        // A cache that cannot be read (a database hiccup) is a miss, unless the cache is all there is.
+        if (replay) throw err;
+        return undefined;
+      }
+      if (!entry) return undefined;
+      const parsed = schema.safeParse(entry.value);
+      if (parsed.success) return parsed.data;
+      // Written by an older or foreign version: not usable, so it counts as a miss.
+      cache.counters.hits--;
+      cache.counters.misses++;
+      return undefined;
+    },
+    async store(key, value, meta) {
+      try {
+        await cache.put(key, JSON.parse(scrub(JSON.stringify(value))), { ...meta, provider: name, input: scrub(meta.input) });
+      } catch {
+        cache.counters.writeFailures = (cache.counters.writeFailures ?? 0) + 1;
+      }
+    },
+    once<T>(key: string, fetch: () => Promise<T>): Promise<T> {
+      const pending = inflight.get(key) as Promise<T> | undefined;
+      if (pending) return pending;
+      const started = fetch().finally(() => inflight.delete(key));
+      inflight.set(key, started);
+      return started;
+    },
+  };
+}
+
+type TextSearch = NonNullable<SearchProvider["textSearch"]>;
+type WebVisit = NonNullable<SearchProvider["webVisit"]>;
+type ImageSearch = NonNullable<SearchProvider["imageSearch"]>;
+
+function cachedTextSearch(textSearch: TextSearch, c: ProviderCache): TextSearch {
+  return async (query, requestOptions) => {
+    const key = textSearchKey(c.name, c.scrub(query));
+    const { maxResults } = requestOptions;
+    const cached = await c.lookup(key, textValueSchema, maxResults);
+    if (cached) return { hits: cached.hits.slice(0, maxResults), images: cached.images };
+    if (c.replay) throw new CacheMissError("text_search", JSON.stringify(query.trim()));
+    return c.once(`${key}:${maxResults}`, async () => {
+      const fresh = await textSearch(query, requestOptions);
+      await c.store(key, { hits: fresh.hits, images: fresh.images }, { operation: "text_search", input: normalizeQuery(query), maxResults });
+      return fresh;
+    });
+  };
+}
+
+function cachedImageSearch(imageSearch: ImageSearch, c: ProviderCache): ImageSearch {
+  return async (image, requestOptions) => {
+    const sha = (image.sha256 || sha256Hex(image.bytes)).toLowerCase();
+    const key = imageSearchKey(c.name, sha);
+    const { maxResults } = requestOptions;
+    const cached = await c.lookup(key, imageValueSchema, maxResults);
+    if (cached) return { ...cached, hits: cached.hits.slice(0, maxResults) };
+    if (c.replay) throw new CacheMissError("image_search", `of image sha256:${sha.slice(0, 12)}`);
+    return c.once(`${key}:${maxResults}`, async () => {
+      const fresh = await imageSearch({ ...image, sha256: sha }, requestOptions);
+      await c.store(key, fresh, { operation: "image_search", input: `sha256:${sha}`, maxResults });
+      return fresh;
+    });
+  };
+}
+
+/** A web_visit's URLs by cache key (one per distinct key), and which of them the cache holds. */
+interface PageLookup {
+  requests: Map<string, string>;
+  found: Map<string, PageContent>;
+  missing: Array<[key: string, url: string]>;
+}
+
+async function lookUpPages(c: ProviderCache, urls: string[], goal: string | undefined): Promise<PageLookup> {
+  const requests = new Map<string, string>();
+  for (const url of urls) {
+    const key = webVisitKey(c.name, c.scrub(url), goal === undefined ? undefined : c.scrub(goal));
+    if (!requests.has(key)) requests.set(key, url);
+  }
+  const found = new Map<string, PageContent>();
+  const missing: Array<[key: string, url: string]> = [];
+  // One lookup per URL, all at once (with Postgres each is a round trip).
+  const looked = await Promise.all([...requests].map(async ([key, url]) => [key, url, await c.lookup(key, pageValueSchema)] as const));
+  for (const [key, url, page] of looked) {
+    if (page) found.set(key, page);
+    else missing.push([key, url]);
+  }
+  return { requests, found, missing };
+}
+
+/**
+ * Visits the URLs the cache did not hold and stores each page under the key of the URL it answers;
+ * pages that answer none of them are returned as extra.
+ */
+async function fetchMissingPages(
+  webVisit: WebVisit,
+  c: ProviderCache,
+  { found, missing }: PageLookup,
+  requestOptions: Parameters<WebVisit>[1],
+): Promise<{ extra: PageContent[]; failed: PageFailure[] }> {
+  const { goal } = requestOptions;
+  const fresh = await c.once(`${missing.map(([key]) => key).join(",")}`, () =>
+    webVisit(missing.map(([, url]) => url), requestOptions),
+  );
+  const unmatched = [...fresh.pages];
+  const writes: Array<Promise<void>> = [];
+  for (const [key, url] of missing) {
+    const i = matchPage(unmatched, url, missing.length === 1 && fresh.pages.length === 1);
+    if (i < 0) continue;
+    const [page] = unmatched.splice(i, 1);
+    found.set(key, page!);
+    const goalText = goal?.trim() ? ` (goal: ${normalizeQuery(goal)})` : "";
+    writes.push(c.store(key, page, { operation: "web_visit", input: `${normalizeUrl(url)}${goalText}`, maxResults: null }));
+  }
+  await Promise.all(writes);
+  return { extra: unmatched, failed: fresh.failed };
+}
+
+/** web_visit through the cache: cached pages are served, the others visited in one call (replay mode: see cachedProvider). */
+function cachedWebVisit(webVisit: WebVisit, c: ProviderCache): WebVisit {
+  return async (urls, requestOptions) => {
+    const { goal } = requestOptions;
+    const describeInput = (url: string) => `${JSON.stringify(url)}${goal?.trim() ? ` with goal ${JSON.stringify(goal.trim())}` : ""}`;
+    const lookup = await lookUpPages(c, urls, goal);
+    const { requests, found, missing } = lookup;
+    const failed: PageFailure[] = [];
+    const extra: PageContent[] = [];
+    if (c.replay && missing.length) {
+      if (!found.size) throw new CacheMissError("web_visit", missing.map(([, url]) => describeInput(url)).join(", "));
+      for (const [, url] of missing) failed.push({ url, error: new CacheMissError("web_visit", describeInput(url)).message });
+    } else if (missing.length) {
+      const fetched = await fetchMissingPages(webVisit, c, lookup, requestOptions);
+      extra.push(...fetched.extra);
+      failed.push(...fetched.failed);
+    }
+    const pages = [...requests.keys()].flatMap((key) => (found.has(key) ? [found.get(key)!] : []));
+    return { pages: [...pages, ...extra], failed };
+  };
+}
+
 /**
  * Wraps a provider so each of its calls goes through the cache. Caching is per unit of work —
  * one query, one (URL, goal), one image — so a web_visit of [a, b] with a cached fetches only b.
@@ -346,130 +513,11 @@ export function cachedProvider(
   options: CachedProviderOptions = {},
 ): SearchProvider {
   if (mode === "live") return provider;
-  const scrub = scrubber(options.secrets);
-  const name = scrub(provider.name);
-  const replay = mode === "replay";
-  const inflight = new Map<string, Promise<unknown>>();
-
-  /** Parsed cached value, or undefined when absent, stale or unreadable (then it is fetched again). */
-  async function lookup<T>(key: string, schema: z.ZodType<T>, maxResults?: number): Promise<T | undefined> {
-    if (mode === "record") return undefined;
-    let entry: CacheEntry | undefined;
-    try {
-      entry = await cache.get(key, { maxResults, allowExpired: replay, allowFewer: replay });
-    } catch (err) {
-      // A cache that cannot be read (a database hiccup) is a miss, unless the cache is all there is.
-      if (replay) throw err;
-      return undefined;
-    }
-    if (!entry) return undefined;
-    const parsed = schema.safeParse(entry.value);
-    if (parsed.success) return parsed.data;
-    // Written by an older or foreign version: not usable, so it counts as a miss.
-    cache.counters.hits--;
-    cache.counters.misses++;
-    return undefined;
-  }
-
-  /** Writes an answer; a failed write loses only the saving, never the answer the provider (and the user's money) gave. */
-  async function store(key: string, value: unknown, meta: Omit<CacheEntryMeta, "provider">): Promise<void> {
-    try {
-      await cache.put(key, JSON.parse(scrub(JSON.stringify(value))), { ...meta, provider: name, input: scrub(meta.input) });
-    } catch {
-      cache.counters.writeFailures = (cache.counters.writeFailures ?? 0) + 1;
-    }
-  }
-
-  /** Concurrent identical misses share one provider call. */
-  function once<T>(key: string, fetch: () => Promise<T>): Promise<T> {
-    const pending = inflight.get(key) as Promise<T> | undefined;
-    if (pending) return pending;
-    const started = fetch().finally(() => inflight.delete(key));
-    inflight.set(key, started);
-    return started;
-  }
-
+  const c = providerCache(provider.name, cache, mode, options);
   const wrapped: SearchProvider = { name: provider.name };
-
-  if (provider.textSearch) {
-    const textSearch = provider.textSearch.bind(provider);
-    wrapped.textSearch = async (query, requestOptions) => {
-      const key = textSearchKey(name, scrub(query));
-      const { maxResults } = requestOptions;
-      const cached = await lookup(key, textValueSchema, maxResults);
-      if (cached) return { hits: cached.hits.slice(0, maxResults), images: cached.images };
-      if (replay) throw new CacheMissError("text_search", JSON.stringify(query.trim()));
-      return once(`${key}:${maxResults}`, async () => {
-        const fresh = await textSearch(query, requestOptions);
-        await store(key, { hits: fresh.hits, images: fresh.images }, { operation: "text_search", input: normalizeQuery(query), maxResults });
-        return fresh;
-      });
-    };
-  }
-
-  if (provider.webVisit) {
-    const webVisit = provider.webVisit.bind(provider);
-    wrapped.webVisit = async (urls, requestOptions) => {
-      const { goal } = requestOptions;
-      const describeInput = (url: string) => `${JSON.stringify(url)}${goal?.trim() ? ` with goal ${JSON.stringify(goal.trim())}` : ""}`;
-      const requests = new Map<string, string>();
-      for (const url of urls) {
-        const key = webVisitKey(name, scrub(url), goal === undefined ? undefined : scrub(goal));
-        if (!requests.has(key)) requests.set(key, url);
-      }
-      const found = new Map<string, PageContent>();
-      const missing: Array<[key: string, url: string]> = [];
-      // One lookup per URL, all at once (with Postgres each is a round trip).
-      const looked = await Promise.all([...requests].map(async ([key, url]) => [key, url, await lookup(key, pageValueSchema)] as const));
-      for (const [key, url, page] of looked) {
-        if (page) found.set(key, page);
-        else missing.push([key, url]);
-      }
-      const failed: PageFailure[] = [];
-      const extra: PageContent[] = [];
-      if (replay && missing.length) {
-        if (!found.size) throw new CacheMissError("web_visit", missing.map(([, url]) => describeInput(url)).join(", "));
-        for (const [, url] of missing) failed.push({ url, error: new CacheMissError("web_visit", describeInput(url)).message });
-      } else if (missing.length) {
-        const fresh = await once(`${missing.map(([key]) => key).join(",")}`, () =>
-          webVisit(missing.map(([, url]) => url), requestOptions),
-        );
-        const unmatched = [...fresh.pages];
-        const writes: Array<Promise<void>> = [];
-        for (const [key, url] of missing) {
-          const i = matchPage(unmatched, url, missing.length === 1 && fresh.pages.length === 1);
-          if (i < 0) continue;
-          const [page] = unmatched.splice(i, 1);
-          found.set(key, page!);
-          const goalText = goal?.trim() ? ` (goal: ${normalizeQuery(goal)})` : "";
-          writes.push(store(key, page, { operation: "web_visit", input: `${normalizeUrl(url)}${goalText}`, maxResults: null }));
-        }
-        await Promise.all(writes);
-        extra.push(...unmatched);
-        failed.push(...fresh.failed);
-      }
-      const pages = [...requests.keys()].flatMap((key) => (found.has(key) ? [found.get(key)!] : []));
-      return { pages: [...pages, ...extra], failed };
-    };
-  }
-
-  if (provider.imageSearch) {
-    const imageSearch = provider.imageSearch.bind(provider);
-    wrapped.imageSearch = async (image, requestOptions) => {
-      const sha = (image.sha256 || sha256Hex(image.bytes)).toLowerCase();
-      const key = imageSearchKey(name, sha);
-      const { maxResults } = requestOptions;
-      const cached = await lookup(key, imageValueSchema, maxResults);
-      if (cached) return { ...cached, hits: cached.hits.slice(0, maxResults) };
-      if (replay) throw new CacheMissError("image_search", `of image sha256:${sha.slice(0, 12)}`);
-      return once(`${key}:${maxResults}`, async () => {
-        const fresh = await imageSearch({ ...image, sha256: sha }, requestOptions);
-        await store(key, fresh, { operation: "image_search", input: `sha256:${sha}`, maxResults });
-        return fresh;
-      });
-    };
-  }
-
+  if (provider.textSearch) wrapped.textSearch = cachedTextSearch(provider.textSearch.bind(provider), c);
+  if (provider.webVisit) wrapped.webVisit = cachedWebVisit(provider.webVisit.bind(provider), c);
+  if (provider.imageSearch) wrapped.imageSearch = cachedImageSearch(provider.imageSearch.bind(provider), c);
   return wrapped;
 }
 

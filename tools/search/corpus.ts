@@ -1,6 +1,6 @@
 // The local corpus: `loupe index DIR` builds a SQLite FTS5 index of a folder's documents, and the "corpus" provider searches and reads it with no key and no network.
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, statSync, type Stats } from "node:fs";
 import { readdir, readFile, realpath, stat } from "node:fs/promises";
 import { basename, dirname, extname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -189,6 +189,182 @@ function message(err: unknown): string {
   return ((err as Error)?.message ?? String(err)).split("\n")[0]!;
 }
 
+/** The statements an indexing pass writes documents and passages with. */
+function corpusStatements(db: Database.Database) {
+  return {
+    insertDocument: db.prepare(
+      `INSERT INTO documents (path, url, title, sha256, mtime, size, text, first_passage, passage_count, indexed_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+    ),
+    updateDocument: db.prepare(
+      `UPDATE documents SET url = ?, title = ?, sha256 = ?, mtime = ?, size = ?, text = ?, first_passage = ?, passage_count = ?, indexed_at = ?
+       WHERE id = ?`,
+    ),
+    touchDocument: db.prepare("UPDATE documents SET mtime = ?, size = ? WHERE id = ?"),
+    deleteDocument: db.prepare("DELETE FROM documents WHERE id = ?"),
+    insertPassage: db.prepare("INSERT INTO passages (rowid, title, body, doc_id) VALUES (?, ?, ?, ?)"),
+    deletePassages: db.prepare("DELETE FROM passages WHERE rowid BETWEEN ? AND ?"),
+    setMeta: db.prepare("INSERT INTO corpus_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"),
+  };
+}
+
+/** Whether every stored passage must be cut again; refuses an index written by a newer Loupe. */
+function mustResplitAll(db: Database.Database, dbPath: string, passageChars: number): boolean {
+  const meta = db.prepare("SELECT value FROM corpus_meta WHERE key = ?");
+  const format = (meta.get("format") as { value: string } | undefined)?.value;
+  const storedChars = (meta.get("passage_chars") as { value: string } | undefined)?.value;
+  if (format && Number(format) > Number(INDEX_FORMAT)) {
+    throw new Error(`${dbPath} was written by a newer Loupe (index format ${format}); upgrade Loupe or index into a new file`);
+  }
+  // A different passage size or format means every stored passage must be cut again.
+  return format !== INDEX_FORMAT || storedChars !== String(passageChars);
+}
+
+/** A document's text as it will be stored: its passages, and what a hit shows. */
+interface SplitDocument {
+  url: string;
+  title: string;
+  sha256: string;
+  text: string;
+  passages: string[];
+}
+
+/**
+ * One indexing pass over a folder: each file is kept, (re)indexed or skipped, and the documents
+ * of files that are gone are dropped. Other folders' documents in the same database are left alone.
+ */
+class CorpusIndexPass {
+  readonly result: CorpusIndexResult = { files: 0, passages: 0, added: 0, updated: 0, unchanged: 0, removed: 0, skipped: [] };
+  private readonly statements: ReturnType<typeof corpusStatements>;
+  /** Documents of the folder not yet seen in this pass, by path. */
+  private readonly known = new Map<string, StoredDocument>();
+  /** Each document's passages occupy a contiguous block of rowids, so replacing them is a range delete, not a scan. */
+  private nextRowid: number;
+
+  constructor(
+    db: Database.Database,
+    root: string,
+    private readonly passageChars: number,
+    private readonly resplitAll: boolean,
+  ) {
+    this.statements = corpusStatements(db);
+    for (const row of db.prepare("SELECT id, path, sha256, mtime, size, first_passage, passage_count FROM documents").all() as StoredDocument[]) {
+      if (isUnder(row.path, root)) this.known.set(row.path, row);
+    }
+    this.nextRowid = ((db.prepare("SELECT rowid AS id FROM passages ORDER BY rowid DESC LIMIT 1").get() as { id: number } | undefined)?.id ?? 0) + 1;
+  }
+
+  /** Indexes one file, unless it is unchanged; one that cannot be read or has no text is skipped and its old document dropped. */
+  async indexFile(file: string): Promise<void> {
+    const prior = this.known.get(file);
+    this.known.delete(file);
+    try {
+      const info = await stat(file);
+      if (info.size > MAX_FILE_BYTES) {
+        this.skip(file, prior, `larger than ${MAX_FILE_BYTES / 1024 / 1024} MB`);
+      } else if (prior && !this.resplitAll && prior.mtime === info.mtimeMs && prior.size === info.size) {
+        this.keep(prior);
+      } else {
+        await this.readChanged(file, prior, info);
+      }
+    } catch (err) {
+      this.skip(file, prior, message(err));
+    }
+  }
+
+  /** Drops the documents whose files are gone from the folder, and records how passages were cut. */
+  finish(): void {
+    for (const gone of this.known.values()) this.drop(gone);
+    this.statements.setMeta.run("format", INDEX_FORMAT);
+    this.statements.setMeta.run("passage_chars", String(this.passageChars));
+  }
+
+  /** A file whose mtime or size changed: the same bytes (by sha256) keep their passages, others are split again. */
+  private async readChanged(file: string, prior: StoredDocument | undefined, info: Stats): Promise<void> {
+    const bytes = await readFile(file);
+    const sha256 = createHash("sha256").update(bytes).digest("hex");
+    if (prior && !this.resplitAll && prior.sha256 === sha256) {
+      this.statements.touchDocument.run(info.mtimeMs, info.size, prior.id);
+      this.keep(prior);
+      return;
+    }
+    const kind = kindOf(file)!;
+    const doc = await extractCorpusDocument(bytes, kind, file);
+    const passages = splitPassages(doc.text, this.passageChars);
+    if (passages.length === 0) {
+      this.skip(file, prior, kind === "pdf" ? "no text layer (a scanned PDF needs OCR first)" : "no text");
+      return;
+    }
+    const title = doc.title?.trim() || basename(file);
+    const url = doc.url ?? pathToFileURL(file).href;
+    this.store(file, prior, info, { url, title, sha256, text: doc.text, passages });
+  }
+
+  /** Writes the document (over its prior version, whose passages are deleted) and its passages. */
+  private store(file: string, prior: StoredDocument | undefined, info: Stats, doc: SplitDocument): void {
+    const { insertDocument, updateDocument, insertPassage } = this.statements;
+    const now = new Date().toISOString();
+    const first = this.nextRowid;
+    const count = doc.passages.length;
+    let id: number;
+    if (prior) {
+      this.deletePassagesOf(prior);
+      updateDocument.run(doc.url, doc.title, doc.sha256, info.mtimeMs, info.size, doc.text, first, count, now, prior.id);
+      id = prior.id;
+      this.result.updated++;
+    } else {
+      id = (insertDocument.get(file, doc.url, doc.title, doc.sha256, info.mtimeMs, info.size, doc.text, first, count, now) as { id: number }).id;
+      this.result.added++;
+    }
+    for (const passage of doc.passages) insertPassage.run(this.nextRowid++, doc.title, passage, id);
+    this.result.files++;
+    this.result.passages += count;
+  }
+
+  private keep(prior: StoredDocument): void {
+    this.result.unchanged++;
+    this.result.files++;
+    this.result.passages += prior.passage_count;
+  }
+
+  private skip(file: string, prior: StoredDocument | undefined, reason: string): void {
+    this.result.skipped.push({ file, reason });
+    if (prior) this.drop(prior);
+  }
+
+  private drop(doc: StoredDocument): void {
+    this.deletePassagesOf(doc);
+    this.statements.deleteDocument.run(doc.id);
+    this.result.removed++;
+  }
+
+  private deletePassagesOf(doc: StoredDocument): void {
+    if (doc.passage_count > 0) this.statements.deletePassages.run(doc.first_passage, doc.first_passage + doc.passage_count - 1);
+  }
+}
+
+/**
+ * Runs work in a write transaction that the `fileDone` it is given commits every COMMIT_EVERY
+ * files; the open transaction is rolled back when work fails.
+ */
+async function inFileBatches(db: Database.Database, work: (fileDone: () => void) => Promise<void>): Promise<void> {
+  let pending = 0;
+  const fileDone = () => {
+    if (++pending < COMMIT_EVERY) return;
+    db.exec("COMMIT");
+    db.exec("BEGIN IMMEDIATE");
+    pending = 0;
+  };
+  db.exec("BEGIN IMMEDIATE");
+  try {
+    await work(fileDone);
+    db.exec("COMMIT");
+  } catch (err) {
+    if (db.inTransaction) db.exec("ROLLBACK");
+    throw err;
+  }
+}
+
 /**
  * Indexes the .md, .markdown, .txt, .html, .htm and .pdf files under dir into the SQLite database
  * at dbPath. Incremental: unchanged files (same mtime and size, or same sha256) are not re-read or
@@ -202,116 +378,16 @@ export async function buildCorpusIndex(dir: string, dbPath: string, options: Cor
   const files = await listCorpusFiles(root);
   const db = openForWriting(dbPath);
   try {
-    const meta = db.prepare("SELECT value FROM corpus_meta WHERE key = ?");
-    const setMeta = db.prepare("INSERT INTO corpus_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value");
-    const format = (meta.get("format") as { value: string } | undefined)?.value;
-    const storedChars = (meta.get("passage_chars") as { value: string } | undefined)?.value;
-    if (format && Number(format) > Number(INDEX_FORMAT)) {
-      throw new Error(`${dbPath} was written by a newer Loupe (index format ${format}); upgrade Loupe or index into a new file`);
-    }
-    // A different passage size or format means every stored passage must be cut again.
-    const resplitAll = format !== INDEX_FORMAT || storedChars !== String(passageChars);
-
-    const insertDocument = db.prepare(
-      `INSERT INTO documents (path, url, title, sha256, mtime, size, text, first_passage, passage_count, indexed_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-    );
-    const updateDocument = db.prepare(
-      `UPDATE documents SET url = ?, title = ?, sha256 = ?, mtime = ?, size = ?, text = ?, first_passage = ?, passage_count = ?, indexed_at = ?
-       WHERE id = ?`,
-    );
-    const touchDocument = db.prepare("UPDATE documents SET mtime = ?, size = ? WHERE id = ?");
-    const deleteDocument = db.prepare("DELETE FROM documents WHERE id = ?");
-    const insertPassage = db.prepare("INSERT INTO passages (rowid, title, body, doc_id) VALUES (?, ?, ?, ?)");
-    const deletePassages = db.prepare("DELETE FROM passages WHERE rowid BETWEEN ? AND ?");
-
-    const known = new Map<string, StoredDocument>();
-    for (const row of db.prepare("SELECT id, path, sha256, mtime, size, first_passage, passage_count FROM documents").all() as StoredDocument[]) {
-      if (isUnder(row.path, root)) known.set(row.path, row);
-    }
-    // Each document's passages occupy a contiguous block of rowids, so replacing them is a range delete, not a scan.
-    let nextRowid = ((db.prepare("SELECT rowid AS id FROM passages ORDER BY rowid DESC LIMIT 1").get() as { id: number } | undefined)?.id ?? 0) + 1;
-
-    const result: CorpusIndexResult = { files: 0, passages: 0, added: 0, updated: 0, unchanged: 0, removed: 0, skipped: [] };
-    const drop = (doc: StoredDocument) => {
-      if (doc.passage_count > 0) deletePassages.run(doc.first_passage, doc.first_passage + doc.passage_count - 1);
-      deleteDocument.run(doc.id);
-      result.removed++;
-    };
-
-    let pending = 0;
-    db.exec("BEGIN IMMEDIATE");
-    try {
-      for (let i = 0; i < files.length; i++) {
-        const file = files[i]!;
-        const prior = known.get(file);
-        known.delete(file);
-        const skip = (reason: string) => {
-          result.skipped.push({ file, reason });
-          if (prior) drop(prior);
-        };
-        try {
-          const info = await stat(file);
-          if (info.size > MAX_FILE_BYTES) {
-            skip(`larger than ${MAX_FILE_BYTES / 1024 / 1024} MB`);
-          } else if (prior && !resplitAll && prior.mtime === info.mtimeMs && prior.size === info.size) {
-            result.unchanged++;
-            result.files++;
-            result.passages += prior.passage_count;
-          } else {
-            const bytes = await readFile(file);
-            const sha256 = createHash("sha256").update(bytes).digest("hex");
-            if (prior && !resplitAll && prior.sha256 === sha256) {
-              touchDocument.run(info.mtimeMs, info.size, prior.id);
-              result.unchanged++;
-              result.files++;
-              result.passages += prior.passage_count;
-            } else {
-              const kind = kindOf(file)!;
-              const doc = await extractCorpusDocument(bytes, kind, file);
-              const chunks = splitPassages(doc.text, passageChars);
-              if (chunks.length === 0) {
-                skip(kind === "pdf" ? "no text layer (a scanned PDF needs OCR first)" : "no text");
-              } else {
-                const title = doc.title?.trim() || basename(file);
-                const url = doc.url ?? pathToFileURL(file).href;
-                const now = new Date().toISOString();
-                const first = nextRowid;
-                let id: number;
-                if (prior) {
-                  if (prior.passage_count > 0) deletePassages.run(prior.first_passage, prior.first_passage + prior.passage_count - 1);
-                  updateDocument.run(url, title, sha256, info.mtimeMs, info.size, doc.text, first, chunks.length, now, prior.id);
-                  id = prior.id;
-                  result.updated++;
-                } else {
-                  id = (insertDocument.get(file, url, title, sha256, info.mtimeMs, info.size, doc.text, first, chunks.length, now) as { id: number }).id;
-                  result.added++;
-                }
-                for (const chunk of chunks) insertPassage.run(nextRowid++, title, chunk, id);
-                result.files++;
-                result.passages += chunks.length;
-              }
-            }
-          }
-        } catch (err) {
-          skip(message(err));
-        }
+    const pass = new CorpusIndexPass(db, root, passageChars, mustResplitAll(db, dbPath, passageChars));
+    await inFileBatches(db, async (fileDone) => {
+      for (const [i, file] of files.entries()) {
+        await pass.indexFile(file);
         options.onProgress?.(i + 1, files.length, file);
-        if (++pending >= COMMIT_EVERY) {
-          db.exec("COMMIT");
-          db.exec("BEGIN IMMEDIATE");
-          pending = 0;
-        }
+        fileDone();
       }
-      for (const gone of known.values()) drop(gone);
-      setMeta.run("format", INDEX_FORMAT);
-      setMeta.run("passage_chars", String(passageChars));
-      db.exec("COMMIT");
-    } catch (err) {
-      if (db.inTransaction) db.exec("ROLLBACK");
-      throw err;
-    }
-    return result;
+      pass.finish();
+    });
+    return pass.result;
   } finally {
     db.close();
   }
@@ -368,6 +444,78 @@ interface DocumentRow {
   text: string;
 }
 
+/** Parses a URL, or undefined when ref is not one. */
+function parsedUrl(ref: string): URL | undefined {
+  try {
+    return new URL(ref);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Looks a document of the index up by its url (a fragment and a trailing slash aside), a file:// URL or an absolute path. */
+function documentFinder(db: Database.Database): (ref: string) => DocumentRow | undefined {
+  const byUrl = db.prepare("SELECT id, url, title, text FROM documents WHERE url = ? ORDER BY id LIMIT 1");
+  const byPath = db.prepare("SELECT id, url, title, text FROM documents WHERE path = ?");
+  const byFileUrl = (url: URL): DocumentRow | undefined => {
+    try {
+      return byPath.get(fileURLToPath(url)) as DocumentRow | undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  const byWebUrl = (url: URL): DocumentRow | undefined => {
+    url.hash = "";
+    const href = url.href;
+    const variants = [href, href.endsWith("/") ? href.slice(0, -1) : `${href}/`];
+    for (const candidate of variants) {
+      const row = byUrl.get(candidate) as DocumentRow | undefined;
+      if (row) return row;
+    }
+    return undefined;
+  };
+  return (ref) => {
+    const raw = ref.trim();
+    if (!raw) return undefined;
+    if (isAbsolute(raw) && !raw.startsWith("//")) return byPath.get(resolve(raw)) as DocumentRow | undefined;
+    const direct = byUrl.get(raw) as DocumentRow | undefined;
+    if (direct) return direct;
+    const url = parsedUrl(raw);
+    if (!url) return undefined;
+    return url.protocol === "file:" ? byFileUrl(url) : byWebUrl(url);
+  };
+}
+
+/** text_search over the index: passages ranked with BM25 (title weighted 5x), one hit per document. */
+function passageSearch(db: Database.Database): NonNullable<SearchProvider["textSearch"]> {
+  const search = db.prepare(
+    `SELECT doc_id AS docId, snippet(passages, 1, '', '', '…', 64) AS snippet
+     FROM passages WHERE passages MATCH ? ORDER BY bm25(passages, 5.0, 1.0) LIMIT ?`,
+  );
+  const headerById = db.prepare("SELECT title, url FROM documents WHERE id = ?");
+  return async (query, { maxResults }) => {
+    const match = ftsQuery(query);
+    if (!match) return { hits: [], images: [] };
+    let rows: Array<{ docId: number; snippet: string }>;
+    try {
+      rows = search.all(match, Math.min(500, Math.max(1, maxResults) * 10)) as typeof rows;
+    } catch (err) {
+      throw new SearchProviderError("corpus", `the local corpus could not be searched: ${message(err)}`);
+    }
+    const hits: SearchHit[] = [];
+    const seen = new Set<number>();
+    for (const row of rows) {
+      if (seen.has(row.docId)) continue;
+      seen.add(row.docId);
+      const doc = headerById.get(row.docId) as { title: string; url: string } | undefined;
+      if (!doc) continue;
+      hits.push({ title: doc.title, url: doc.url, snippet: row.snippet.replace(/\s+/g, " ").trim() });
+      if (hits.length >= maxResults) break;
+    }
+    return { hits, images: [] };
+  };
+}
+
 /**
  * The "corpus" search provider over an index built by buildCorpusIndex: text_search ranks passages
  * with BM25 (title weighted 5x), one hit per document; web_visit reads a document of the index by
@@ -381,66 +529,10 @@ export function createCorpusProvider(dbPath: string): CorpusProvider {
     db.close();
     throw new Error(`${dbPath} is not a Loupe corpus index; build one with: loupe index DIR`);
   }
-  const search = db.prepare(
-    `SELECT doc_id AS docId, snippet(passages, 1, '', '', '…', 64) AS snippet
-     FROM passages WHERE passages MATCH ? ORDER BY bm25(passages, 5.0, 1.0) LIMIT ?`,
-  );
-  const headerById = db.prepare("SELECT title, url FROM documents WHERE id = ?");
-  const byUrl = db.prepare("SELECT id, url, title, text FROM documents WHERE url = ? ORDER BY id LIMIT 1");
-  const byPath = db.prepare("SELECT id, url, title, text FROM documents WHERE path = ?");
-
-  const find = (ref: string): DocumentRow | undefined => {
-    const raw = ref.trim();
-    if (!raw) return undefined;
-    if (isAbsolute(raw) && !raw.startsWith("//")) return byPath.get(resolve(raw)) as DocumentRow | undefined;
-    const direct = byUrl.get(raw) as DocumentRow | undefined;
-    if (direct) return direct;
-    let url: URL;
-    try {
-      url = new URL(raw);
-    } catch {
-      return undefined;
-    }
-    if (url.protocol === "file:") {
-      try {
-        return byPath.get(fileURLToPath(url)) as DocumentRow | undefined;
-      } catch {
-        return undefined;
-      }
-    }
-    url.hash = "";
-    const href = url.href;
-    const variants = [href, href.endsWith("/") ? href.slice(0, -1) : `${href}/`];
-    for (const candidate of variants) {
-      const row = byUrl.get(candidate) as DocumentRow | undefined;
-      if (row) return row;
-    }
-    return undefined;
-  };
-
+  const find = documentFinder(db);
   return {
     name: "corpus",
-    async textSearch(query, { maxResults }) {
-      const match = ftsQuery(query);
-      if (!match) return { hits: [], images: [] };
-      let rows: Array<{ docId: number; snippet: string }>;
-      try {
-        rows = search.all(match, Math.min(500, Math.max(1, maxResults) * 10)) as typeof rows;
-      } catch (err) {
-        throw new SearchProviderError("corpus", `the local corpus could not be searched: ${message(err)}`);
-      }
-      const hits: SearchHit[] = [];
-      const seen = new Set<number>();
-      for (const row of rows) {
-        if (seen.has(row.docId)) continue;
-        seen.add(row.docId);
-        const doc = headerById.get(row.docId) as { title: string; url: string } | undefined;
-        if (!doc) continue;
-        hits.push({ title: doc.title, url: doc.url, snippet: row.snippet.replace(/\s+/g, " ").trim() });
-        if (hits.length >= maxResults) break;
-      }
-      return { hits, images: [] };
-    },
+    textSearch: passageSearch(db),
     async webVisit(urls) {
       const pages: PageContent[] = [];
       const failed: PageFailure[] = [];

@@ -105,6 +105,28 @@ export function isRetryable(err: unknown): boolean {
   return err.status === 429 || (err.status !== undefined && err.status >= 500);
 }
 
+/** How a failed call is retried: how often, from which first delay, and the longest Retry-After honoured. */
+interface RetryPolicy {
+  retries: number;
+  baseMs: number;
+  maxRetryAfterMs: number;
+}
+
+/**
+ * One try of a call through the queue. A failure that is not retryable ends the retries; a
+ * retryable one first waits what the server asked for (Retry-After), when that is reasonable.
+ */
+async function attempt<T>(queue: PQueue, policy: RetryPolicy, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  try {
+    return (await queue.add(fn, { signal })) as T;
+  } catch (err) {
+    if (!isRetryable(err)) throw err instanceof Error ? new AbortError(err) : err;
+    const wait = (err as SearchProviderError).retryAfterMs;
+    if (wait !== undefined && wait > policy.baseMs && wait <= policy.maxRetryAfterMs) await new Promise((r) => setTimeout(r, wait));
+    throw err;
+  }
+}
+
 /**
  * Wraps a provider so that its calls share one queue (concurrency and rate limit) and retryable
  * failures are retried with backoff and jitter. Everything else passes through unchanged.
@@ -114,24 +136,10 @@ export function resilientProvider<P extends SearchProvider>(provider: P, options
   // p-queue's rate limit is "intervalCap starts per interval"; a 1-request cap keeps starts evenly spaced.
   const interval = Math.max(1, Math.round(1000 / ratePerSecond));
   const queue = new PQueue({ concurrency: options.concurrency ?? 4, intervalCap: 1, interval });
-  const retries = options.retries ?? 3;
-  const base = options.retryBaseMs ?? 500;
-  const maxRetryAfter = options.maxRetryAfterMs ?? 10_000;
+  const policy: RetryPolicy = { retries: options.retries ?? 3, baseMs: options.retryBaseMs ?? 500, maxRetryAfterMs: options.maxRetryAfterMs ?? 10_000 };
 
   function run<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-    return pRetry(
-      async () => {
-        try {
-          return (await queue.add(fn, { signal })) as T;
-        } catch (err) {
-          if (!isRetryable(err)) throw err instanceof Error ? new AbortError(err) : err;
-          const wait = (err as SearchProviderError).retryAfterMs;
-          if (wait !== undefined && wait > base && wait <= maxRetryAfter) await new Promise((r) => setTimeout(r, wait));
-          throw err;
-        }
-      },
-      { retries, minTimeout: base, factor: 2, randomize: true, signal },
-    );
+    return pRetry(() => attempt(queue, policy, fn, signal), { retries: policy.retries, minTimeout: policy.baseMs, factor: 2, randomize: true, signal });
   }
 
   const wrapped = Object.create(provider) as P;

@@ -116,58 +116,60 @@ function failureReason(err: unknown, requested: string): string {
   return ((err as Error)?.message ?? String(err)).split("\n")[0]!;
 }
 
-/** A web_visit provider that reads pages itself, with no search API: text_search and image_search come from others. */
-export function createDirectWebProvider(options: DirectWebOptions = {}): SearchProvider {
+type PageSummarizer = NonNullable<DirectWebOptions["summarize"]>;
+
+/** The page condensed toward the goal by the model; undefined when the model failed or ran out of time (then the page is returned as it is). */
+async function summarizeForGoal(summarizer: PageSummarizer, page: PageContent, goal: string, signal?: AbortSignal): Promise<string | undefined> {
+  const excerpt = excerptForGoal(page.text, goal, summarizer.inputChars ?? DEFAULT_INPUT_CHARS);
+  const cut = excerpt.length < page.text.length ? ` (the parts most related to the goal; the page has ${page.text.length} characters)` : "";
+  const turns: Turn[] = [
+    { role: "system_text", text: SUMMARY_PROMPT },
+    {
+      role: "user",
+      parts: [{ type: "text", text: `Goal: ${goal}\nURL: ${page.url}${page.title ? `\nTitle: ${page.title}` : ""}\n\nPage text${cut}:\n"""\n${excerpt}\n"""` }],
+    },
+  ];
+  const timeout = AbortSignal.timeout(summarizer.timeoutMs ?? DEFAULT_SUMMARY_TIMEOUT_MS);
+  try {
+    const reply = await summarizer.model.complete(turns, { signal: signal ? AbortSignal.any([signal, timeout]) : timeout });
+    return formatSummary(reply.content, page.text);
+  } catch (err) {
+    if (signal?.aborted) throw err;
+    return undefined;
+  }
+}
+
+/** Reads one page: an image as itself, anything else as readable text (condensed toward the goal when it is long). */
+async function visitPage(url: string, goal: string | undefined, options: DirectWebOptions, signal?: AbortSignal): Promise<{ page: PageContent } | { failure: PageFailure }> {
   const summarizer = options.summarize;
   const maxChars = summarizer?.maxChars ?? DEFAULT_MAX_CHARS;
-
-  async function summarize(page: PageContent, goal: string, signal?: AbortSignal): Promise<string | undefined> {
-    const { model } = summarizer!;
-    const excerpt = excerptForGoal(page.text, goal, summarizer!.inputChars ?? DEFAULT_INPUT_CHARS);
-    const cut = excerpt.length < page.text.length ? ` (the parts most related to the goal; the page has ${page.text.length} characters)` : "";
-    const turns: Turn[] = [
-      { role: "system_text", text: SUMMARY_PROMPT },
-      {
-        role: "user",
-        parts: [{ type: "text", text: `Goal: ${goal}\nURL: ${page.url}${page.title ? `\nTitle: ${page.title}` : ""}\n\nPage text${cut}:\n"""\n${excerpt}\n"""` }],
-      },
-    ];
-    const timeout = AbortSignal.timeout(summarizer!.timeoutMs ?? DEFAULT_SUMMARY_TIMEOUT_MS);
-    try {
-      const reply = await model.complete(turns, { signal: signal ? AbortSignal.any([signal, timeout]) : timeout });
-      return formatSummary(reply.content, page.text);
-    } catch (err) {
-      if (signal?.aborted) throw err;
-      return undefined;
+  try {
+    const res = await guardedFetch(url, { ...options.fetch, signal });
+    const mime = res.contentType.split(";")[0]!.trim().toLowerCase();
+    if (/^image\/(jpeg|png|webp|gif)$/.test(mime)) {
+      return { page: { url: res.url, text: "", image: { base64: res.body.toString("base64"), mime } } };
     }
-  }
-
-  async function visit(url: string, goal: string | undefined, signal?: AbortSignal): Promise<{ page: PageContent } | { failure: PageFailure }> {
-    try {
-      const res = await guardedFetch(url, { ...options.fetch, signal });
-      const mime = res.contentType.split(";")[0]!.trim().toLowerCase();
-      if (/^image\/(jpeg|png|webp|gif)$/.test(mime)) {
-        return { page: { url: res.url, text: "", image: { base64: res.body.toString("base64"), mime } } };
-      }
-      const readable = await readableText(res.body, res.contentType, res.url);
-      if (!readable.text) return { failure: { url, error: "the page has no readable text" } };
-      const page: PageContent = { url: res.url, title: readable.title, text: readable.text };
-      if (summarizer && goal?.trim() && page.text.length > maxChars) {
-        const summary = await summarize(page, goal.trim(), signal);
-        if (summary) return { page: { ...page, text: summary } };
-      }
-      return { page };
-    } catch (err) {
-      if (signal?.aborted) throw err;
-      return { failure: { url, error: failureReason(err, url) } };
+    const readable = await readableText(res.body, res.contentType, res.url);
+    if (!readable.text) return { failure: { url, error: "the page has no readable text" } };
+    const page: PageContent = { url: res.url, title: readable.title, text: readable.text };
+    if (summarizer && goal?.trim() && page.text.length > maxChars) {
+      const summary = await summarizeForGoal(summarizer, page, goal.trim(), signal);
+      if (summary) return { page: { ...page, text: summary } };
     }
+    return { page };
+  } catch (err) {
+    if (signal?.aborted) throw err;
+    return { failure: { url, error: failureReason(err, url) } };
   }
+}
 
+/** A web_visit provider that reads pages itself, with no search API: text_search and image_search come from others. */
+export function createDirectWebProvider(options: DirectWebOptions = {}): SearchProvider {
   return {
     name: "web",
     async webVisit(urls, { goal, signal }) {
       const unique = [...new Set(urls)];
-      const outcomes = await Promise.all(unique.map((url) => visit(url, goal, signal)));
+      const outcomes = await Promise.all(unique.map((url) => visitPage(url, goal, options, signal)));
       const pages: PageContent[] = [];
       const failed: PageFailure[] = [];
       for (const outcome of outcomes) {

@@ -1,0 +1,132 @@
+// `loupe ask`: runs (or resumes) one question through the agent; progress goes to stderr, the answer to stdout.
+import { randomUUID } from "node:crypto";
+import type { Command } from "commander";
+import type { AgentEvent } from "../core/events.js";
+import { resolveConfig, resolveSecrets, type Coords, type LoupeConfig, type LoupeSecrets } from "../core/config.js";
+import { ModelServerError } from "../core/model.js";
+import { ask, RunError, RunPaused, type AskResult } from "../run/ask.js";
+import { withAgent } from "../run/session.js";
+import { oneLine, UsageError } from "./errors.js";
+import { continueCommand, decisionFromFlags, reportPause, type ReviewFlags } from "./review.js";
+import { runSettingsFrom, type RunFlags } from "./run-flags.js";
+import { abortOnInterrupt } from "./signals.js";
+
+/** `loupe ask`'s flags as commander parses them. */
+export type AskFlags = RunFlags &
+  ReviewFlags & {
+    image: string[];
+    maxPixels?: number;
+    coords?: Coords;
+    /** false with --no-stream; commander's default is true, which must not override LOUPE_STREAM. */
+    stream?: boolean;
+    thread?: string;
+    approvePlan?: true;
+    approveSearch?: true;
+    approveWebVisit?: true;
+    json?: true;
+    quiet?: true;
+  };
+
+type Log = (line: string) => void;
+
+export async function runAsk(words: string[], flags: AskFlags, command: Command): Promise<void> {
+  const question = words.join(" ").trim();
+  if (!question && !flags.resume) throw new UsageError("give a question, or --resume ID to continue a run");
+  const decision = decisionFromFlags(flags);
+  const settings = resolveConfig(askSettings(flags));
+  const secrets = resolveSecrets({ apiKey: flags.apiKey });
+  const threadId = flags.resume ?? flags.thread ?? randomUUID();
+  const log: Log | undefined = flags.quiet ? undefined : (line) => process.stderr.write(`${line}\n`);
+  await withAgent(settings, secrets, async ({ agent }) => {
+    const interrupt = abortOnInterrupt(() => new RunError("interrupted"));
+    try {
+      if (log) announce(log, settings, secrets, flags.resume);
+      const result = await ask(agent, {
+        settings,
+        question,
+        images: flags.image,
+        threadId,
+        resume: flags.resume,
+        decision,
+        onEvent: log && progressPrinter(log),
+        signal: interrupt.signal,
+      });
+      printResult(result, Boolean(flags.json));
+      if (log && result.reason === "budget") log("loupe: the budget ran out; this is the model's best answer so far");
+    } catch (err) {
+      if (err instanceof RunPaused) {
+        process.exitCode = reportPause(err, command, settings, Boolean(flags.json));
+        return;
+      }
+      // After a model-server outage or Ctrl-C the checkpoints hold everything so far: say how to continue.
+      const resumable = err instanceof ModelServerError || interrupt.signal.aborted;
+      throw new RunError(`${oneLine(err)}${resumable ? ` (everything done so far is saved; continue with: ${continueCommand(command, threadId)})` : ""}`);
+    } finally {
+      interrupt.stop();
+    }
+  });
+}
+
+/** The settings from ask's flags; a flag left out leaves the setting to the environment and defaults. */
+function askSettings(flags: AskFlags): Partial<Record<keyof LoupeConfig, unknown>> {
+  return {
+    ...runSettingsFrom(flags),
+    maxPixels: flags.maxPixels,
+    coords: flags.coords,
+    approvePlan: flags.approvePlan,
+    approveSearch: flags.approveSearch,
+    approveWebVisit: flags.approveWebVisit,
+    stream: flags.stream === false ? false : undefined,
+  };
+}
+
+/** The lines before the run starts: which thread is resumed, and a search setup that cannot work yet. */
+function announce(log: Log, settings: LoupeConfig, secrets: LoupeSecrets, resumed: string | undefined): void {
+  if (resumed) log(`loupe: resuming thread ${resumed}`);
+  if ((secrets.serperApiKey || secrets.serpapiApiKey) && !settings.publicImageBaseUrl && settings.searchCache !== "replay") {
+    log("loupe: note: reverse image search (Lens) needs LOUPE_PUBLIC_IMAGE_BASE_URL, where `loupe serve-images` is reachable from the internet; until then image_search reports it to the model");
+  }
+}
+
+function shortArgs(args: Record<string, unknown> | null): string {
+  if (!args) return "";
+  const text = Object.entries(args)
+    .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
+    .join(" ");
+  return text.length > 90 ? `${text.slice(0, 87)}...` : text;
+}
+
+/** One progress line per tool call (numbered), per retried model request and per unusable model reply. */
+function progressPrinter(log: Log): (event: AgentEvent) => void {
+  let step = 0;
+  return (event: AgentEvent) => {
+    switch (event.event) {
+      case "model_end":
+        if (event.kind === "malformed") log(`  turn ${event.turn + 1}: model reply could not be used (${event.ms} ms); told the model why`);
+        break;
+      case "model_retry":
+        log(`  model server ${event.url}: ${event.error}; retrying (attempt ${event.attempt + 1})`);
+        break;
+      case "tool_end": {
+        step++;
+        const made = event.images?.length ? ` -> ${event.images.map((i) => `${i.width}x${i.height}`).join(", ")}` : "";
+        const status = event.ok ? "" : `  FAILED: ${event.summary.replace(/^Error: /, "").slice(0, 120)}`;
+        log(`  [${step}] ${event.name} ${shortArgs(event.arguments)}${made}  (${event.ms} ms)${status}`);
+        break;
+      }
+      default:
+        break;
+    }
+  };
+}
+
+function printResult(result: AskResult, json: boolean): void {
+  if (json) {
+    const { reason: _reason, ...out } = result;
+    process.stdout.write(`${JSON.stringify(out)}\n`);
+    return;
+  }
+  process.stdout.write(`${result.answer}\n`);
+  const urls = result.citations.flatMap((c) => (c.type === "url" ? [c.url] : []));
+  if (urls.length) process.stdout.write(`\nSources:\n${urls.map((url) => `  ${url}`).join("\n")}\n`);
+}
