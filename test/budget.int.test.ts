@@ -1,10 +1,10 @@
 // Plan mode, reflect's step checks, and the budgets: through the real graph against the scripted model server.
-import sharp from "sharp";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ask } from "../src/run/ask.js";
 import type { ScriptEntry } from "../src/cli/demo/scripted-model-server.js";
 import { startFakeTavilyServer, FAKE_TAVILY_API_KEY } from "../src/cli/demo/fake-tavily-server.js";
 import { fixtureServers, requestText, tempDir, testAgent, testSettings, writeImage } from "./helpers.js";
+import { halfBlankPng } from "./node-fakes.js";
 
 let tmp: Awaited<ReturnType<typeof tempDir>>;
 let image: string;
@@ -13,17 +13,7 @@ const servers = fixtureServers();
 beforeEach(async () => {
   tmp = await tempDir();
   // Left half uniform grey, right half noise: a crop of the left half is blank.
-  const width = 400;
-  const height = 300;
-  const raw = Buffer.alloc(width * height * 3);
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      const i = (y * width + x) * 3;
-      const v = x < width / 2 ? 128 : (x * 7919 + y * 104729) % 251;
-      raw[i] = raw[i + 1] = raw[i + 2] = v;
-    }
-  }
-  image = await writeImage(tmp.dir, "half.png", await sharp(raw, { raw: { width, height, channels: 3 } }).png().toBuffer());
+  image = await writeImage(tmp.dir, "half.png", await halfBlankPng());
 });
 afterEach(async () => {
   await servers.closeAll();

@@ -21,26 +21,47 @@ async function cruise(cwd: string, dirs: string[]): Promise<{ code: number; outp
   }
 }
 
+const LAYERED: Record<string, string> = {
+  "src/core/state.ts": "export const core = 1;\n",
+  "tools/crop.ts": 'import { core } from "../src/core/state.js";\nexport const crop = core;\n',
+  "nodes/planner.ts": 'import { crop } from "../tools/crop.js";\nexport const planner = crop;\n',
+  "graphs/agent.ts": 'import { planner } from "../nodes/planner.js";\nexport const agent = planner;\n',
+  "test/fixture.ts": "export const fixture = 1;\n",
+};
+
+/** Upward imports, one per rule, planted together in a copy of the layered tree. */
+const PLANTS: Array<[string, string, string]> = [
+  ["a tool importing a node", "tools/upward.ts", 'import { planner } from "../nodes/planner.js";\nexport const x = planner;\n'],
+  ["the core importing a tool", "src/core/upward.ts", 'import { crop } from "../../tools/crop.js";\nexport const x = crop;\n'],
+  ["a node importing a graph", "nodes/upward.ts", 'import { agent } from "../graphs/agent.js";\nexport const x = agent;\n'],
+  ["a graph importing a tool", "graphs/upward.ts", 'import { crop } from "../tools/crop.js";\nexport const x = crop;\n'],
+  ["the runtime importing a node (type only)", "src/runtime/upward.ts", 'import type { planner } from "../../nodes/planner.js";\nexport type X = typeof planner;\n'],
+  ["shipped code importing a test fixture", "src/cli/upward.ts", 'import { fixture } from "../../test/fixture.js";\nexport const x = fixture;\n'],
+];
+
+async function plantTree(files: Record<string, string>): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+  const tree = await tempDir("loupe-layers-");
+  await copyFile(join(ROOT, ".dependency-cruiser.cjs"), join(tree.dir, ".dependency-cruiser.cjs"));
+  await copyFile(join(ROOT, "tsconfig.json"), join(tree.dir, "tsconfig.json"));
+  for (const [path, text] of Object.entries(files)) {
+    await mkdir(dirname(join(tree.dir, path)), { recursive: true });
+    await writeFile(join(tree.dir, path), text);
+  }
+  return tree;
+}
+
 describe("layers", () => {
-  let planted: { dir: string; cleanup: () => Promise<void> };
+  const trees: Array<{ cleanup: () => Promise<void> }> = [];
+  let layered: { code: number; output: string };
+  let planted: { code: number; output: string };
 
   beforeAll(async () => {
-    planted = await tempDir("loupe-layers-");
-    await copyFile(join(ROOT, ".dependency-cruiser.cjs"), join(planted.dir, ".dependency-cruiser.cjs"));
-    await copyFile(join(ROOT, "tsconfig.json"), join(planted.dir, "tsconfig.json"));
-    const files: Record<string, string> = {
-      "src/core/state.ts": "export const core = 1;\n",
-      "tools/crop.ts": 'import { core } from "../src/core/state.js";\nexport const crop = core;\n',
-      "nodes/planner.ts": 'import { crop } from "../tools/crop.js";\nexport const planner = crop;\n',
-      "graphs/agent.ts": 'import { planner } from "../nodes/planner.js";\nexport const agent = planner;\n',
-      "test/fixture.ts": "export const fixture = 1;\n",
-    };
-    for (const [path, text] of Object.entries(files)) {
-      await mkdir(dirname(join(planted.dir, path)), { recursive: true });
-      await writeFile(join(planted.dir, path), text);
-    }
+    const clean = await plantTree(LAYERED);
+    const dirty = await plantTree({ ...LAYERED, ...Object.fromEntries(PLANTS.map(([, path, text]) => [path, text])) });
+    trees.push(clean, dirty);
+    [layered, planted] = await Promise.all([cruise(clean.dir, ["src", "tools", "nodes", "graphs"]), cruise(dirty.dir, ["src", "tools", "nodes", "graphs"])]);
   });
-  afterAll(() => planted.cleanup());
+  afterAll(() => Promise.all(trees.map((t) => t.cleanup())));
 
   it("the project's imports run one way", async () => {
     const { code, output } = await cruise(ROOT, SHIPPED);
@@ -48,33 +69,19 @@ describe("layers", () => {
     expect(code).toBe(0);
   });
 
-  it("a correctly layered tree passes, so the planted cases below fail for their import alone", async () => {
-    const { code, output } = await cruise(planted.dir, ["src", "tools", "nodes", "graphs"]);
-    expect(output).toContain("no dependency violations found");
-    expect(code).toBe(0);
+  it("a correctly layered tree passes, so the planted imports below fail for themselves alone", () => {
+    expect(layered.output).toContain("no dependency violations found");
+    expect(layered.code).toBe(0);
   });
 
-  const plants: Array<[string, string, string]> = [
-    ["a tool importing a node", "tools/upward.ts", 'import { planner } from "../nodes/planner.js";\nexport const x = planner;\n'],
-    ["the core importing a tool", "src/core/upward.ts", 'import { crop } from "../../tools/crop.js";\nexport const x = crop;\n'],
-    ["a node importing a graph", "nodes/upward.ts", 'import { agent } from "../graphs/agent.js";\nexport const x = agent;\n'],
-    ["a graph importing a tool", "graphs/upward.ts", 'import { crop } from "../tools/crop.js";\nexport const x = crop;\n'],
-    ["the runtime importing a node", "src/runtime/upward.ts", 'import type { planner } from "../../nodes/planner.js";\nexport type X = typeof planner;\n'],
-    ["shipped code importing a test fixture", "src/cli/upward.ts", 'import { fixture } from "../../test/fixture.js";\nexport const x = fixture;\n'],
-  ];
-  for (const [what, path, text] of plants) {
-    it(`fails on ${what}`, async () => {
-      const file = join(planted.dir, path);
-      await mkdir(dirname(file), { recursive: true });
-      await writeFile(file, text);
-      try {
-        const { code, output } = await cruise(planted.dir, ["src", "tools", "nodes", "graphs"]);
-        expect(code).not.toBe(0);
-        expect(output).toContain(path);
-        expect(output).toMatch(/1 dependency violations \(1 errors/);
-      } finally {
-        await import("node:fs/promises").then((fs) => fs.rm(file));
-      }
+  it(`the planted tree fails with exactly ${PLANTS.length} violations`, () => {
+    expect(planted.code).not.toBe(0);
+    expect(planted.output).toContain(`${PLANTS.length} dependency violations (${PLANTS.length} errors`);
+  });
+
+  for (const [what, path] of PLANTS) {
+    it(`fails on ${what}`, () => {
+      expect(planted.output).toMatch(new RegExp(`error [\\w-]+: ${path.replace(/[.]/g, "\\.")} →`));
     });
   }
 });
