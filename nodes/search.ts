@@ -1,6 +1,7 @@
 // Search node: runs one text_search / web_visit / image_search call through the configured providers.
 import type { LangGraphRunnableConfig } from "@langchain/langgraph";
 import { runSettings, type AgentDeps } from "../src/core/agent-deps.js";
+import type { LoupeConfig } from "../src/core/config.js";
 import type { ImageStore } from "../src/core/images.js";
 import type { ToolResult } from "../src/core/state.js";
 import type { RelatedImage, SearchHit, SearchProvider } from "../tools/search/provider.js";
@@ -106,22 +107,26 @@ async function webVisit(providers: SearchProvider[], store: ImageStore, urlsIn: 
  * Reverse image search of each image, through the first provider that answers (a provider that
  * fails for its own reasons — quota, outage, no public URL — hands over to the next).
  */
-async function imageSearch(providers: SearchProvider[], images: Array<{ bytes: Buffer; mime: string; sha256: string; id: string }>, maxResults: number, budget: number, signal?: AbortSignal): Promise<Outcome> {
-  type Answer = Awaited<ReturnType<NonNullable<SearchProvider["imageSearch"]>>>;
-  const searchOne = async (image: (typeof images)[number]): Promise<{ answer?: Answer; errors: string[] }> => {
-    const errors: string[] = [];
-    for (const provider of providers) {
-      try {
-        return { answer: await provider.imageSearch!(image, { maxResults, signal }), errors };
-      } catch (err) {
-        if (signal?.aborted) throw err;
-        errors.push((err as Error).message);
-      }
+type ImageSearchAnswer = Awaited<ReturnType<NonNullable<SearchProvider["imageSearch"]>>>;
+type SearchImage = { bytes: Buffer; mime: string; sha256: string; id: string };
+
+/** One image through the providers in turn: the first answer, or every provider's error. */
+async function searchOneImage(providers: SearchProvider[], image: SearchImage, maxResults: number, signal?: AbortSignal): Promise<{ answer?: ImageSearchAnswer; errors: string[] }> {
+  const errors: string[] = [];
+  for (const provider of providers) {
+    try {
+      return { answer: await provider.imageSearch!(image, { maxResults, signal }), errors };
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      errors.push((err as Error).message);
     }
-    return { errors };
-  };
+  }
+  return { errors };
+}
+
+async function imageSearch(providers: SearchProvider[], images: SearchImage[], maxResults: number, budget: number, signal?: AbortSignal): Promise<Outcome> {
   // The images are searched at once (each provider's queue keeps its limits); results keep the call's order.
-  const outcomes = await Promise.all(images.map(searchOne));
+  const outcomes = await Promise.all(images.map((image) => searchOneImage(providers, image, maxResults, signal)));
   if (images.length === 1 && !outcomes[0]!.answer) throw new Error(outcomes[0]!.errors.join("; "));
   const numbered = new NumberedHits();
   const sections: string[] = [];
@@ -144,36 +149,41 @@ async function imageSearch(providers: SearchProvider[], images: Array<{ bytes: B
   return { text: trimTo(sections.join("\n\n"), budget), urls: numbered.urls, resultCount: numbered.count, images: shots };
 }
 
+/** Runs one search call through the providers that can do it; throws what the model should be told. */
+async function runSearchCall(deps: AgentDeps, task: ToolTask, settings: LoupeConfig, signal?: AbortSignal): Promise<Outcome> {
+  const { call } = task;
+  const args = call.args ?? {};
+  if (call.name === "text_search") {
+    const providers = allWith(deps.search, "textSearch");
+    if (!providers.length) throw new Error("text_search is not configured: set TAVILY_API_KEY or build a local index with loupe index DIR");
+    return textSearch(providers, args.queries as string[], settings.searchMaxResults, settings.observationChars, signal);
+  }
+  if (call.name === "web_visit") {
+    const providers = allWith(deps.search, "webVisit");
+    if (!providers.length) throw new Error("web_visit is not configured: set TAVILY_API_KEY or build a local index with loupe index DIR");
+    return webVisit(providers, deps.images, args.urls as string[], args.goal as string | undefined, settings.observationChars, signal);
+  }
+  const providers = allWith(deps.search, "imageSearch");
+  if (!providers.length) throw new Error("image_search is not configured: set SERPER_API_KEY or SERPAPI_API_KEY (with LOUPE_PUBLIC_IMAGE_BASE_URL)");
+  const ids = [...new Set(args.image_paths as string[])];
+  const images = await Promise.all(
+    ids.map(async (id) => {
+      const ref = task.images.find((i) => i.id === id)!;
+      return { id, bytes: await deps.images.read(ref), mime: ref.mime, sha256: ref.sha256 };
+    }),
+  );
+  return imageSearch(providers, images, settings.searchMaxResults, settings.observationChars, signal);
+}
+
 export function createSearchNode(deps: AgentDeps) {
   return async function search(task: ToolTask, config: LangGraphRunnableConfig) {
     const settings = runSettings(deps, config.context);
     const { call } = task;
-    const args = call.args ?? {};
     const started = performance.now();
     emit(config, { event: "tool_start", callId: call.callId, name: call.name, arguments: call.args });
     let result: ToolResult;
     try {
-      let outcome: Outcome;
-      if (call.name === "text_search") {
-        const providers = allWith(deps.search, "textSearch");
-        if (!providers.length) throw new Error("text_search is not configured: set TAVILY_API_KEY or build a local index with loupe index DIR");
-        outcome = await textSearch(providers, args.queries as string[], settings.searchMaxResults, settings.observationChars, config.signal);
-      } else if (call.name === "web_visit") {
-        const providers = allWith(deps.search, "webVisit");
-        if (!providers.length) throw new Error("web_visit is not configured: set TAVILY_API_KEY or build a local index with loupe index DIR");
-        outcome = await webVisit(providers, deps.images, args.urls as string[], args.goal as string | undefined, settings.observationChars, config.signal);
-      } else {
-        const providers = allWith(deps.search, "imageSearch");
-        if (!providers.length) throw new Error("image_search is not configured: set SERPER_API_KEY or SERPAPI_API_KEY (with LOUPE_PUBLIC_IMAGE_BASE_URL)");
-        const ids = [...new Set(args.image_paths as string[])];
-        const images = await Promise.all(
-          ids.map(async (id) => {
-            const ref = task.images.find((i) => i.id === id)!;
-            return { id, bytes: await deps.images.read(ref), mime: ref.mime, sha256: ref.sha256 };
-          }),
-        );
-        outcome = await imageSearch(providers, images, settings.searchMaxResults, settings.observationChars, config.signal);
-      }
+      const outcome = await runSearchCall(deps, task, settings, config.signal);
       result = { callId: call.callId, ok: true, ...outcome, images: outcome.images ?? [], ms: performance.now() - started };
     } catch (err) {
       result = { callId: call.callId, ok: false, text: `Error: ${call.name} failed: ${(err as Error).message}`, images: [], urls: [], ms: performance.now() - started };

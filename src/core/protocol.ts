@@ -233,25 +233,8 @@ export function parseReply(dialect: Dialect, raw: ModelReply, turnIndex: number)
         `your tool call could not be parsed by the server and arrived as text (${describeJsonProblem(blocks[0] ?? "")}). Call the tool with valid JSON arguments.`,
       );
     }
-    const calls: RawToolCall[] = [];
-    for (const [i, block] of blocks.entries()) {
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(block);
-      } catch (err) {
-        return malformed(`the JSON inside <tool_call> is not valid (${(err as Error).message}). ${TAG_CALL_SHAPE}`);
-      }
-      if (!parsed || typeof parsed !== "object" || typeof (parsed as { name?: unknown }).name !== "string") {
-        return malformed(`the <tool_call> JSON must be an object with a "name" string and an "arguments" object. ${TAG_CALL_SHAPE}`);
-      }
-      const { name, arguments: args } = parsed as { name: string; arguments?: unknown };
-      calls.push({
-        id: `call_${turnIndex}_${i}`,
-        name,
-        arguments: args === undefined ? "{}" : typeof args === "string" ? args : JSON.stringify(args),
-      });
-    }
-    if (calls.length === 0) return malformed(`a <tool_call> was opened but not completed. ${TAG_CALL_SHAPE}`);
+    const calls = tagCalls(blocks, turnIndex);
+    if (typeof calls === "string") return malformed(calls);
     return { reply: { kind: "calls", think }, turn, calls };
   }
   const answer = extractAnswer(content);
@@ -269,6 +252,25 @@ export function parseReply(dialect: Dialect, raw: ModelReply, turnIndex: number)
     return malformed("your reply contained only thinking. Call a tool, or give the final answer inside <answer>…</answer>.");
   }
   return { reply: { kind: "answer", think, answer: plain }, turn, calls: [] };
+}
+
+/** The calls of a tags-dialect reply's <tool_call> blocks, or what is wrong with them. */
+function tagCalls(blocks: string[], turnIndex: number): RawToolCall[] | string {
+  const calls: RawToolCall[] = [];
+  for (const [i, block] of blocks.entries()) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(block);
+    } catch (err) {
+      return `the JSON inside <tool_call> is not valid (${(err as Error).message}). ${TAG_CALL_SHAPE}`;
+    }
+    if (!parsed || typeof parsed !== "object" || typeof (parsed as { name?: unknown }).name !== "string") {
+      return `the <tool_call> JSON must be an object with a "name" string and an "arguments" object. ${TAG_CALL_SHAPE}`;
+    }
+    const { name, arguments: args } = parsed as { name: string; arguments?: unknown };
+    calls.push({ id: `call_${turnIndex}_${i}`, name, arguments: args === undefined ? "{}" : typeof args === "string" ? args : JSON.stringify(args) });
+  }
+  return calls.length ? calls : `a <tool_call> was opened but not completed. ${TAG_CALL_SHAPE}`;
 }
 
 function describeJsonProblem(text: string): string {
