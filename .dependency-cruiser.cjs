@@ -23,6 +23,27 @@ module.exports = {
     layer("eval-not-other-faces", "^src/eval/", "^(graphs|nodes|tools|src/core|src/runtime|src/run|src/eval)/", "src/eval imports what is below the faces, not the CLI or the server"),
     layer("server-not-other-faces", "^src/server/", "^(graphs|nodes|tools|src/core|src/runtime|src/run|src/server)/", "src/server imports what is below the faces, not the CLI or evaluation"),
     {
+      name: "package-face-imported-by-no-one",
+      comment: "src/index.ts is the package's face for other projects; Loupe's own code imports the layers themselves (the CLI may use every layer, and starts the server's image route for serve-images)",
+      severity: "error",
+      from: { path: "^(graphs|nodes|tools|src)/", pathNot: TESTS },
+      to: { path: "^src/index[.]ts$" },
+    },
+    {
+      name: "known-layers-only",
+      comment: "code under src/ lives in one of the layers (or is src/index.ts), so a rule above covers it",
+      severity: "error",
+      from: { path: "^src/", pathNot: "^src/(core|runtime|run|cli|server|eval)/|^src/index\\.ts$" },
+      to: {},
+    },
+    {
+      name: "imports-resolve",
+      comment: "a relative import that cannot be resolved (a typo in a path) would escape every rule",
+      severity: "error",
+      from: {},
+      to: { couldNotResolve: true, path: "^[.]{1,2}/" },
+    },
+    {
       name: "shipped-code-never-imports-tests",
       severity: "error",
       from: { path: "^(graphs|nodes|tools|src|bin|scripts|examples)/", pathNot: TESTS },

@@ -8,6 +8,7 @@ import { createAgent } from "../graphs/agent.js";
 import { createCheckpointer } from "../src/runtime/checkpointer.js";
 import { createDeps, imageStoreFor } from "../src/runtime/deps.js";
 import { OpenAICompatibleModel } from "../src/core/model.js";
+import { toolSpecs } from "../tools/index.js";
 import { ask } from "../src/run/ask.js";
 import { startScriptedModelServer } from "../src/cli/demo/scripted-model-server.js";
 import { bareLoop } from "./lib/bare-loop.js";
@@ -60,7 +61,7 @@ export async function concurrencyTask({ variant, url, n, images, reps, steps, di
       };
     }
     const store = imageStoreFor(settings);
-    const model = new OpenAICompatibleModel({ config: settings, images: store });
+    const model = new OpenAICompatibleModel({ config: settings, images: store, toolSpecs });
     return (image) => bareLoop({ settings, images: store, model, question: QUESTION, imagePaths: [image] });
   };
   const check = (r: { answer: string; toolCalls: number }) => {

@@ -9,6 +9,7 @@ import { createCheckpointer } from "../src/runtime/checkpointer.js";
 import { createDeps, imageStoreFor } from "../src/runtime/deps.js";
 import type { LoupeConfig } from "../src/core/config.js";
 import { OpenAICompatibleModel, type ModelClient } from "../src/core/model.js";
+import { toolSpecs } from "../tools/index.js";
 import { ask } from "../src/run/ask.js";
 import { startScriptedModelServer } from "../src/cli/demo/scripted-model-server.js";
 import { bareLoop } from "./lib/bare-loop.js";
@@ -47,7 +48,7 @@ type Variant = "loupe" | "bare";
 
 function makeRunner(variant: Variant, settings: LoupeConfig, imagePath: string, meter: Meter) {
   const images = imageStoreFor(settings);
-  const client = metered(new OpenAICompatibleModel({ config: settings, images }), meter);
+  const client = metered(new OpenAICompatibleModel({ config: settings, images, toolSpecs }), meter);
   if (variant === "bare") {
     return { run: () => bareLoop({ settings, images, model: client, question: QUESTION, imagePaths: [imagePath] }), close: () => {} };
   }

@@ -7,6 +7,7 @@ import { createAgent } from "../graphs/agent.js";
 import { createCheckpointer } from "../src/runtime/checkpointer.js";
 import { createDeps, imageStoreFor } from "../src/runtime/deps.js";
 import { OpenAICompatibleModel } from "../src/core/model.js";
+import { toolSpecs } from "../tools/index.js";
 import { ask } from "../src/run/ask.js";
 import { bareLoop } from "./lib/bare-loop.js";
 import { FLOOR_VARIANTS, floorRunner, type FloorVariant } from "./lib/graph-floor.js";
@@ -80,7 +81,7 @@ export const overhead: Benchmark<OverheadResult> = {
 
       const bareSettings = settingsFor("bare");
       const bareStore = imageStoreFor(bareSettings);
-      const bareModel = new OpenAICompatibleModel({ config: bareSettings, images: bareStore });
+      const bareModel = new OpenAICompatibleModel({ config: bareSettings, images: bareStore, toolSpecs });
 
       const memSettings = settingsFor("memory");
       const memDeps = createDeps(memSettings, {});
@@ -270,7 +271,7 @@ function reading(r: OverheadResult): string[] {
     "",
     `**${missed.length === 2 ? "Targets" : "Target"} missed** (${missed.join("; ")}). What bounds it: LangGraph itself. With nodes that do nothing, Loupe's graph shape costs ${fmt(b.floor.none.median)} ms per tool call without a checkpointer (~${fmt(perSuperStep)} ms per super-step: task preparation, a RunnableConfig and LangSmith run tree per runnable, writes, channel updates), ${fmt(b.floor["annotation-memory"].median)} ms with MemorySaver, ${fmt(floor)} ms with the state validated and ${fmt(b.floor["schema-sqlite"].median)} ms with SQLite: the in-memory floor alone is ${floor > 2 ? "already above" : "most of"} the 2 ms target, on this machine. With the model answered in-process, Loupe costs +${fmt(b.inProcess.overhead.memory)} ms (MemorySaver) and +${fmt(b.inProcess.overhead.sqlite)} ms (SQLite) per step over the bare loop: the floor plus what real updates weigh (validating and serialising conversation turns, tool results and records), the progress events, and reflect's checks. Over HTTP (the table above) the overhead with MemorySaver is +${fmt(mem)} ms, ${mem - b.inProcess.overhead.memory >= 0.5 ? `${fmt(mem - b.inProcess.overhead.memory)} ms more than in-process although the request bytes are identical: the same model call costs more inside a LangGraph task than in the bare loop; this part was not broken down further.` : "about the same as in-process: the request path is the same code sending identical bytes in both."}`,
     "",
-    `The reflect node's own super-step: reflect was for a while folded into the planner node (two super-steps per tool call); it is a node of its own again, so that the graph shows what it does (the design card's planner → tool → reflect loop, visible in Studio and in the README's graph) and each node can be tested alone. That costs one super-step and one checkpoint more per tool call: LangGraph alone needs ${fmt(b.floor["schema-memory"].median)} ms per tool call in this shape against ${fmt(b.floor["schema-memory-2"].median)} ms in the two-step shape (state schema, MemorySaver), so the extra super-step costs about ${fmt(b.floor["schema-memory"].median - b.floor["schema-memory-2"].median)} ms per tool call here. The previous full run, in the two-step shape (2026-11-21), measured Loupe at +5.48 ms per step with MemorySaver and +5.03 ms with SQLite.`,
+    `The reflect node's own super-step: reflect was for a while folded into the planner node (two super-steps per tool call); it is a node of its own again, so that the graph shows what it does (the design card's planner → tool → reflect loop, visible in Studio and in the README's graph) and each node can be tested alone. That costs one super-step and one checkpoint more per tool call: LangGraph alone needs ${fmt(b.floor["schema-memory"].median)} ms per tool call in this shape against ${fmt(b.floor["schema-memory-2"].median)} ms in the two-step shape (state schema, MemorySaver), so the extra super-step costs about ${fmt(b.floor["schema-memory"].median - b.floor["schema-memory-2"].median)} ms per tool call here. The previous full run, in the two-step shape (2026-11-21), measured Loupe at +5.48 ms per step with MemorySaver and +5.03 ms with SQLite; its two-step floor row (state schema, MemorySaver) was 3.24 ms against ${fmt(b.floor["schema-memory-2"].median)} ms here, so compare across runs with that drift of the machine in mind (×${fmt(b.floor["schema-memory-2"].median / 3.24)}).`,
     "",
     "What would lower it further, at a price: declaring the state with `Annotation.Root` instead of the zod `StateSchema` saves the validation of node updates (the difference between the two MemorySaver floor rows) but loses the check that nodes write well-formed state; running the image calls inside the planner node when they are a turn's only calls would make a tool call one super-step, at the cost of the per-tool tasks (parallel `Send`s, per-tool retries and resume after a crash mid-turn) that the graph exists for.",
   ];

@@ -100,7 +100,11 @@ export function prefixStats(name: string, dialect: "tools" | "tags", requests: R
     const prev = requests[k - 1]!;
     const next = requests[k]!;
     const { messages: pm, ...prevRest } = prev.body as { messages: Array<{ content?: unknown }> };
-    const { messages: nm, ...nextRest } = next.body as { messages: Array<{ content?: unknown }> };
+    const { messages: nm, ...nextBody } = next.body as { messages: Array<{ content?: unknown }>; tool_choice?: unknown };
+    // The budget's final request forbids tool calls with tool_choice "none" and keeps the tools
+    // listed: the prompt the server renders is unchanged, so that one field is left out here.
+    const { tool_choice: forced, ...nextRest } = nextBody;
+    if (forced !== undefined && forced !== "none") Object.assign(nextRest, { tool_choice: forced });
     const p = JSON.stringify(pm).slice(0, -1);
     const n = JSON.stringify(nm);
     const prefixBytes = commonPrefix(p, n);
@@ -184,7 +188,7 @@ export const prefix: Benchmark<PrefixResult> = {
       return `${name}: ${t.pairs.map((p) => fmt(p.share * 100, 2)).join(" · ")}`;
     });
     return [
-      "For each request k after the first: the bytes of request k−1's `messages` (serialised, without the closing bracket) that request k repeats as its start, as a share of request k−1; the other fields (model, tools, stop, sampling) must be identical too. Image parts: of the images in request k−1, the share that request k sends again at the same position with identical bytes (base64 data URLs). The anchor is the ideal, 100%.",
+      "For each request k after the first: the bytes of request k−1's `messages` (serialised, without the closing bracket) that request k repeats as its start, as a share of request k−1; the other fields (model, tools, stop, sampling) must be identical too, except that the budget's final request adds `tool_choice: \"none\"` (the tools stay listed, so the prompt the server renders keeps its prefix; vLLM leaves the tools in the prompt unless started with `--exclude-tools-when-tool-choice-none`). Image parts: of the images in request k−1, the share that request k sends again at the same position with identical bytes (base64 data URLs). The anchor is the ideal, 100%.",
       "",
       "| trajectory (24 tool calls) | dialect | requests | prefix re-sent, all requests | lowest single request | other fields identical | image parts re-sent identical (count) |",
       "|---|---|---|---|---|---|---|",

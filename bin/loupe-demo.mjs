@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Entry point of `npm run demo`: runs the offline demo (src/demo.ts) through tsx's loader.
+// Entry point of `npm run demo`: runs the offline demo (src/cli/demo/index.ts) through tsx's loader.
 import { register } from "tsx/esm/api";
 
 register();

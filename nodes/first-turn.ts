@@ -44,7 +44,7 @@ function extractJsonArray(text: string): unknown {
 
 const PlanSchema = z.array(PlanStepSchema).min(1).max(12);
 
-/** What a plan is wrong in, or null when it is a valid list of steps. */
+/** The plan's steps when the reply holds a valid list of them, else what is wrong with it. */
 function planProblem(content: string): { steps: PlanStep[] } | { problem: string } {
   try {
     const parsed = PlanSchema.safeParse(extractJsonArray(content));

@@ -25,6 +25,10 @@ export function validateCalls(calls: RawToolCall[], toolbox: Toolbox, settings: 
 export function createPlannerNode(deps: AgentDeps) {
   return async function planner(state: AgentStateValue, config: LangGraphRunnableConfig): Promise<AgentStateUpdate> {
     const settings = runSettings(deps, config.context);
+    if (state.reply && state.reply.kind !== "answer") {
+      // Only a thread checkpointed mid-turn by a Loupe whose planner also reflected can get here.
+      throw new Error("this thread was saved mid-turn by an earlier version of Loupe (its last tool results were never shown to the model) and cannot be resumed by this one; start the question again");
+    }
     const toolbox = createToolbox(deps.search, settings.coords);
     let start: ConversationStart["update"] = {};
     const opening: Turn[] = [];

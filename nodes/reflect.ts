@@ -153,7 +153,7 @@ export function createReflectNode(deps: AgentDeps) {
       conversation,
       images: r.newImages,
       toolCalls: r.records,
-      results: clearedResults() as never,
+      results: clearedResults(),
       pending: [],
       reply: null,
       usage: r.usage,

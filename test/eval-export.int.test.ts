@@ -1,4 +1,5 @@
 // `loupe export`: a run with planted bad trajectories; the consistency filters remove exactly those, and the JSONL and its images load.
+import { toolSpecs } from "../tools/index.js";
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
@@ -114,7 +115,7 @@ async function exportWith(format: ExportFormat, filter: "consistent" | "none", e
   try {
     const out = join(tmp.dir, "out", `${format}-${filter}${extra.checkUrl ? "-checked" : ""}${extra.threads ? "-threads" : ""}.jsonl`);
     const checkModel = extra.checkUrl
-      ? new OpenAICompatibleModel({ config: LoupeConfigSchema.parse({ ...settings, modelUrl: extra.checkUrl, stream: false }), images: deps.images })
+      ? new OpenAICompatibleModel({ config: LoupeConfigSchema.parse({ ...settings, modelUrl: extra.checkUrl, stream: false }), images: deps.images, toolSpecs })
       : undefined;
     const reader = createAgent({ deps, checkpointer: checkpointer.saver });
     const source = extra.threads ? { threads: extra.threads } : { runDir };

@@ -308,7 +308,7 @@ describe("the graph API (dev server)", () => {
     expect(tavily.requests.filter((r) => r.path === "/extract")).toHaveLength(1); // the trajectory's one visit, not this one
   });
 
-  it("the planner-only graph returns a plan and executes nothing; file paths are refused as inputs", async () => {
+  it("the plan graph returns a plan and executes nothing; file paths are refused as inputs", async () => {
     const out = (await client.runs.wait(null, "plan", { input: { question: "Make a plan only: what does the sign say?", imageSources: [dataUrl] } })) as Record<string, any>;
     expect(out.plan).toEqual(PLAN);
     expect(out.images).toHaveLength(1);

@@ -27,6 +27,8 @@ const LAYERED: Record<string, string> = {
   "nodes/planner.ts": 'import { crop } from "../tools/crop.js";\nexport const planner = crop;\n',
   "graphs/agent.ts": 'import { planner } from "../nodes/planner.js";\nexport const agent = planner;\n',
   "test/fixture.ts": "export const fixture = 1;\n",
+  "src/cli/main.ts": 'import { agent } from "../../graphs/agent.js";\nexport const cli = agent;\n',
+  "src/index.ts": 'export const face = 1;\n',
 };
 
 /** Upward imports, one per rule, planted together in a copy of the layered tree. */
@@ -37,6 +39,12 @@ const PLANTS: Array<[string, string, string]> = [
   ["a graph importing a tool", "graphs/upward.ts", 'import { crop } from "../tools/crop.js";\nexport const x = crop;\n'],
   ["the runtime importing a node (type only)", "src/runtime/upward.ts", 'import type { planner } from "../../nodes/planner.js";\nexport type X = typeof planner;\n'],
   ["shipped code importing a test fixture", "src/cli/upward.ts", 'import { fixture } from "../../test/fixture.js";\nexport const x = fixture;\n'],
+  ["src/run importing the CLI", "src/run/upward.ts", 'import { cli } from "../cli/main.js";\nexport const x = cli;\n'],
+  ["evaluation importing the CLI", "src/eval/upward.ts", 'import { cli } from "../cli/main.js";\nexport const x = cli;\n'],
+  ["the server importing the CLI", "src/server/upward.ts", 'import { cli } from "../cli/main.js";\nexport const x = cli;\n'],
+  ["a file outside the known layers", "src/elsewhere/upward.ts", 'import { core } from "../core/state.js";\nexport const x = core;\n'],
+  ["an import that does not resolve", "tools/unresolved.ts", 'import { nothing } from "../src/core/missing.js";\nexport const x = nothing;\n'],
+  ["the CLI importing the package's face", "src/cli/face.ts", 'import { face } from "../index.js";\nexport const x = face;\n'],
 ];
 
 async function plantTree(files: Record<string, string>): Promise<{ dir: string; cleanup: () => Promise<void> }> {

@@ -1,16 +1,15 @@
 // Image tools the vision model calls to think with images: argument schemas, tool specs, and the sharp operations.
 import sharp, { type Sharp } from "sharp";
 import { z } from "zod";
-import type { Coords } from "../src/core/config.ts";
+import { COORDS, type Coords } from "../src/core/config.ts";
 import type { DecodedImage, ImageMime, ImageStore, StoredImage } from "../src/core/images.ts";
 
 /**
- * How bbox/point numbers are read:
+ * How bbox/point numbers are read (Coords):
  * - `pixel`: absolute pixels of the image the call refers to;
  * - `norm1`: fractions 0–1 of width/height;
  * - `rel1000`: 0–1000 relative to width/height (Qwen3-VL's native grounding convention, the default).
  */
-
 export const DEFAULT_COORDS: Coords = "rel1000";
 export const DEFAULT_MAX_OUTPUT_PIXELS = 16_000_000;
 
@@ -34,7 +33,7 @@ export interface PixelBox {
 // ---------------------------------------------------------------------------------------------
 
 const coordsSchema = z
-  .enum(["rel1000", "norm1", "pixel"])
+  .enum(COORDS)
   .describe(
     'How to read the coordinates: "rel1000" = 0–1000 relative to the image width/height, "norm1" = 0–1 fractions, "pixel" = absolute pixels of this image. Omit to use the default given in the tool description.',
   );
@@ -624,6 +623,11 @@ function pathText(path: readonly PropertyKey[]): string {
   return out || "(arguments)";
 }
 
+/**
+ * The image tools' own wording of zod's issues (not describeIssues): the model reads a bulleted list
+ * with array indexes as [i], size checks on a value of the wrong type dropped, unknown arguments named,
+ * and the expected shape, which is what it needs to fix a call.
+ */
 function formatIssues(name: ImageToolName, issues: readonly z.core.$ZodIssue[], args: unknown): string {
   // zod also reports size checks on a value whose type is already wrong; those only add noise.
   const typeFailed = new Set(issues.filter((i) => i.code === "invalid_type").map((i) => pathText(i.path)));

@@ -93,7 +93,8 @@ export async function bareLoop({ settings, images: store, model, question, image
 
     if (toolCalls >= maxToolCalls) {
       conversation.push(finalAnswerRequest(dialect, `You have used all ${maxToolCalls} tool calls.`));
-      const last = await model.complete(conversation, callOptions);
+      // As the agent does: the tools stay listed, tool calls are forbidden for this request.
+      const last = await model.complete(conversation, { ...callOptions, toolChoice: "none" });
       const reply = parseReply(dialect, last, turns).reply;
       return { answer: reply.answer ?? reply.think, toolCalls, turns: turns + 1 };
     }

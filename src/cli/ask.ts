@@ -8,7 +8,7 @@ import { ask, RunError, RunPaused, type AskResult } from "../run/ask.js";
 import { withAgent } from "../run/session.js";
 import { oneLine, UsageError } from "./errors.js";
 import { continueCommand, decisionFromFlags, reportPause, type ReviewFlags } from "./review.js";
-import { runSettingsFrom, type RunFlags } from "./run-flags.js";
+import { settingsFromSharedFlags, type RunFlags } from "./run-flags.js";
 import { abortOnInterrupt } from "./signals.js";
 
 /** `loupe ask`'s flags as commander parses them. */
@@ -70,7 +70,7 @@ export async function runAsk(words: string[], flags: AskFlags, command: Command)
 /** The settings from ask's flags; a flag left out leaves the setting to the environment and defaults. */
 function askSettings(flags: AskFlags): Partial<Record<keyof LoupeConfig, unknown>> {
   return {
-    ...runSettingsFrom(flags),
+    ...settingsFromSharedFlags(flags),
     maxPixels: flags.maxPixels,
     coords: flags.coords,
     approvePlan: flags.approvePlan,

@@ -6,7 +6,7 @@ import type { DatasetFormat } from "../eval/items.js";
 import { defaultRunDir, formatSummary, ResumeMismatchError, runEval, type EvalOptions, type EvalOutcome } from "../eval/run.js";
 import { MANIFEST_FILE, readManifest, type RunManifest } from "../eval/summary.js";
 import { UsageError } from "./errors.js";
-import { runSettingsFrom, type RunFlags, type RunSettings } from "./run-flags.js";
+import { settingsFromSharedFlags, type RunFlags, type SharedFlagSettings } from "./run-flags.js";
 import { abortOnInterrupt } from "./signals.js";
 
 /** `loupe eval`'s flags as commander parses them. */
@@ -67,7 +67,7 @@ export async function runEvalCommand(dataset: string, flags: EvalFlags): Promise
  */
 function evalSettings(flags: EvalFlags, recorded?: RunManifest): LoupeConfig {
   return resolveConfig({
-    ...runSettingsFrom(flags, recorded && recordedSettings(recorded)),
+    ...settingsFromSharedFlags(flags, recorded && recordedSettings(recorded)),
     // A benchmark runs unattended: no pauses for human approval, whatever the environment says.
     approvePlan: false,
     approveSearch: false,
@@ -75,7 +75,7 @@ function evalSettings(flags: EvalFlags, recorded?: RunManifest): LoupeConfig {
   });
 }
 
-function recordedSettings(manifest: RunManifest): RunSettings {
+function recordedSettings(manifest: RunManifest): SharedFlagSettings {
   return {
     modelUrl: manifest.model.url,
     model: manifest.model.name,

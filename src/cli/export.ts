@@ -1,4 +1,5 @@
 // `loupe export`: a run's (or some threads') trajectories as fine-tuning data, optionally only the R1V4-consistent ones.
+import { toolSpecs } from "../../tools/index.js";
 import { resolve } from "node:path";
 import { commaList, LoupeConfigSchema, type LoupeConfig } from "../core/config.js";
 import type { ImageStore } from "../core/images.js";
@@ -47,5 +48,6 @@ function checkModelFrom(flags: ExportFlags, settings: LoupeConfig, images: Image
     config: LoupeConfigSchema.parse({ ...settings, modelUrl: flags.checkModelUrl, model: flags.checkModel, temperature: 0, maxTokens: 64, stream: false }),
     apiKey: flags.checkApiKey ?? process.env.LOUPE_CHECK_API_KEY,
     images,
+    toolSpecs,
   });
 }

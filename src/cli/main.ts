@@ -9,7 +9,7 @@ import type { AskFlags } from "./ask.js";
 import { EXIT_FAILED, EXIT_OK, EXIT_PAUSED, EXIT_USAGE, oneLine, UsageError } from "./errors.js";
 import type { EvalFlags } from "./eval.js";
 import type { ExportFlags } from "./export.js";
-import { addDataDirFlag, addRunFlags } from "./run-flags.js";
+import { addDataDirFlag, addRunFlags, checkedBySchema } from "./run-flags.js";
 import type { ServeImagesFlags } from "./serve-images.js";
 
 /**
@@ -53,7 +53,7 @@ function declareAsk(program: Command): void {
     .argument("[question...]", "the question (omit with --resume)")
     .option("-i, --image <path|url>", "input image: a file path, an http(s) URL or a data: URL (repeatable)", collect, []);
   addRunFlags(command, { for: "ask" })
-    .option("--max-pixels <n>", `largest image sent to the model, in pixels (env ${ENV_VARS.maxPixels}; default 1048576)`, int("--max-pixels"))
+    .option("--max-pixels <n>", `largest image sent to the model, in pixels (env ${ENV_VARS.maxPixels}; default 1048576)`, checkedBySchema("maxPixels"))
     .addOption(new Option("--coords <convention>", `default box convention for image tools (env ${ENV_VARS.coords}; default rel1000)`).choices(COORDS))
     .option("--no-stream", `do not stream model replies (env ${ENV_VARS.stream}=false)`)
     .option("--thread <id>", "thread id for this run (default: a new UUID); printed with --json")
@@ -161,7 +161,7 @@ function declareExport(program: Command): void {
     .description("Export trajectories as fine-tuning data (JSONL, images as files beside it), optionally keeping only R1V4-consistent ones.")
     .argument("[run-dir]", "an evaluation run directory (its verdicts drive the correctness filter)")
     .option("--threads <ids...>", "export these thread ids instead of a run (space- or comma-separated)")
-    .addOption(new Option("--format <format>", "r1v4 (tag protocol), messages (ms-swift), sharegpt (LLaMA-Factory) or plan (planner data)").choices(EXPORT_FORMAT_CHOICES).default("r1v4"))
+    .addOption(new Option("--format <format>", "r1v4 (tag protocol), messages (ms-swift), sharegpt (LLaMA-Factory) or plan (Plan-mode data)").choices(EXPORT_FORMAT_CHOICES).default("r1v4"))
     .addOption(new Option("--filter <filter>", "consistent: R1V4's stepwise consistency filters").choices(["consistent", "none"]).default("none"))
     .requiredOption("--out <file.jsonl>", "output JSONL file")
     .option("--check-model-url <url>", "with --filter consistent: a vision model that checks each sub-image against the thinking after it")

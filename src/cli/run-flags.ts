@@ -4,7 +4,7 @@ import { DIALECTS, ENV_VARS, kebab, LoupeConfigSchema, type LoupeConfig } from "
 import { refusedValue } from "./args.js";
 
 /** The settings the shared flags set. */
-const RUN_SETTINGS = [
+const SHARED_FLAG_KEYS = [
   "modelUrl",
   "model",
   "dialect",
@@ -17,14 +17,14 @@ const RUN_SETTINGS = [
   "retries",
   "dataDir",
 ] as const satisfies ReadonlyArray<keyof LoupeConfig>;
-type RunSettingKey = (typeof RUN_SETTINGS)[number];
-type NumericRunSetting = "maxToolCalls" | "maxTurns" | "temperature" | "maxTokens" | "timeoutMs" | "retries";
+type SharedFlagKey = (typeof SHARED_FLAG_KEYS)[number];
+type NumericSetting = "maxToolCalls" | "maxTurns" | "temperature" | "maxTokens" | "timeoutMs" | "retries" | "maxPixels";
 
 /** The shared flags as commander parses them; a flag left out is undefined. */
-export type RunFlags = Partial<Pick<LoupeConfig, RunSettingKey>> & { apiKey?: string };
+export type RunFlags = Partial<Pick<LoupeConfig, SharedFlagKey>> & { apiKey?: string };
 
 /** What the shared flags set, as resolveConfig takes it (it checks the values). */
-export type RunSettings = Partial<Record<RunSettingKey, unknown>>;
+export type SharedFlagSettings = Partial<Record<SharedFlagKey, unknown>>;
 
 /** The command the flags are declared on: an evaluation's budgets and plan are per item. */
 export type RunCommand = "ask" | "eval";
@@ -42,7 +42,7 @@ const DATA_DIR_HELP: Record<RunCommand, (defaultDir: string) => string> = {
 export function addRunFlags(command: Command, { for: runCommand }: { for: RunCommand }): Command {
   const defaults = LoupeConfigSchema.parse({});
   const perItem = runCommand === "eval" ? " per item" : "";
-  const envAndDefault = (key: NumericRunSetting | "modelUrl" | "dialect") => `env ${ENV_VARS[key]}; default ${defaults[key]}`;
+  const envAndDefault = (key: NumericSetting | "modelUrl" | "dialect") => `env ${ENV_VARS[key]}; default ${defaults[key]}`;
   return command
     .option("--model-url <url>", `model server base URL (${envAndDefault("modelUrl")})`)
     .option("--model <name>", `model name (env ${ENV_VARS.model}; default: first id from GET {model-url}/models)`)
@@ -66,8 +66,8 @@ export function addDataDirFlag(command: Command, { for: runCommand }: { for: Run
  * The shared flags as resolveConfig input. A flag given wins; one left out takes `recorded`
  * (what a resumed evaluation run was started with), else the environment and defaults do.
  */
-export function runSettingsFrom(flags: RunFlags, recorded: RunSettings = {}): RunSettings {
-  return Object.fromEntries(RUN_SETTINGS.map((key) => [key, flags[key] ?? recorded[key]])) as RunSettings;
+export function settingsFromSharedFlags(flags: RunFlags, recorded: SharedFlagSettings = {}): SharedFlagSettings {
+  return Object.fromEntries(SHARED_FLAG_KEYS.map((key) => [key, flags[key] ?? recorded[key]])) as SharedFlagSettings;
 }
 
 /** zod gives an unbounded number the safe-integer limits as bounds; a message should not quote them. */
@@ -76,7 +76,7 @@ function stated(bound: number | null): number | undefined {
 }
 
 /** A flag parser applying the setting's own schema rule, so the flag refuses what the configuration would, at once and naming the flag. */
-function checkedBySchema(key: NumericRunSetting) {
+export function checkedBySchema(key: NumericSetting) {
   const rule = LoupeConfigSchema.shape[key].unwrap();
   const kind = rule.isInt ? "a whole number" : "a number";
   const bounds = { min: stated(rule.minValue), max: stated(rule.maxValue) };

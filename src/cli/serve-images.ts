@@ -2,7 +2,8 @@
 // the URL in LOUPE_PUBLIC_IMAGE_BASE_URL) and for clients fetching a run's sub-images.
 import { resolveConfig, resolveSecrets, type LoupeConfig, type LoupeSecrets } from "../core/config.js";
 import { imageStoreFor } from "../runtime/deps.js";
-import { createImageRoute, imageRouteSecret, serveImageRoute } from "../server/image-route.js";
+import { imageRouteSecret } from "../core/image-urls.js";
+import { createImageRoute, serveImageRoute } from "../server/image-route.js";
 import { LoupeDatabase } from "../core/postgres.js";
 import { untilInterrupted } from "./signals.js";
 

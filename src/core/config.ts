@@ -13,7 +13,7 @@ export type Coords = (typeof COORDS)[number];
 export const BUDGET_LIMITS = { maxToolCalls: 1000, maxTurns: 2000 } as const;
 
 /**
- * Run-time settings. This is also the graph's context schema, so LangGraph Studio shows it.
+ * Loupe's settings: the process's (from flags, environment and defaults) and a run's (RunContextSchema picks those).
  * Secrets (API keys) are deliberately not here: they come from the environment or flags
  * straight into the clients and never enter state, context or checkpoints.
  */
@@ -173,6 +173,9 @@ export const RunContextSchema = z.object(
   },
 );
 export type RunContext = Partial<Pick<LoupeConfig, RunContextKey>>;
+
+/** What a run of the plan graph may change: the model, its sampling, and how tools and images are described to it. */
+export const PlanContextSchema = RunContextSchema.pick({ modelUrl: true, model: true, temperature: true, maxTokens: true, coords: true, maxPixels: true });
 
 /** The part of a run's settings its context carries. */
 export function runContextOf(settings: LoupeConfig): RunContext {

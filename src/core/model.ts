@@ -115,15 +115,14 @@ export interface ModelClientOptions {
   config: LoupeConfig;
   apiKey?: string;
   images: ImageStore;
-  /** Renders a `system` turn's tools (the composition root passes tools/'s toolSpecs); needed only for conversations with one. */
-  toolSpecs?: ToolSpecsFor;
+  /** Renders a `system` turn's tools: pass `toolSpecs` from tools/index.ts (createDeps does). */
+  toolSpecs: ToolSpecsFor;
 }
 
 const systemPrompts = new WeakMap<ToolSpecsFor, Map<string, string>>();
 
 /** The system prompt a `system` turn stands for, rendered once per (dialect, tools, coords). */
-function systemPromptFor(turn: Extract<Turn, { role: "system" }>, toolSpecs: ToolSpecsFor | undefined): string {
-  if (!toolSpecs) throw new Error("this model client cannot render a system turn: create it with the toolSpecs option");
+function systemPromptFor(turn: Extract<Turn, { role: "system" }>, toolSpecs: ToolSpecsFor): string {
   let rendered = systemPrompts.get(toolSpecs);
   if (!rendered) systemPrompts.set(toolSpecs, (rendered = new Map()));
   const key = JSON.stringify([turn.dialect, turn.coords, turn.tools]);
@@ -174,7 +173,7 @@ export class OpenAICompatibleModel implements ModelClient {
   private readonly config: LoupeConfig;
   private readonly apiKey: string;
   private readonly images: ImageStore;
-  private readonly toolSpecs: ToolSpecsFor | undefined;
+  private readonly toolSpecs: ToolSpecsFor;
   private resolvedModel: Promise<string> | null = null;
   private readonly dataUrls = new Map<string, string>();
 

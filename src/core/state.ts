@@ -53,7 +53,7 @@ export const TurnSchema = z.discriminatedUnion("role", [
     tools: z.array(z.string()),
     coords: z.enum(COORDS),
   }),
-  /** A system prompt given as text (the planner's). */
+  /** A system prompt given as text (Plan mode's). */
   z.object({ role: z.literal("system_text"), text: z.string() }),
   z.object({ role: z.literal("user"), parts: z.array(PartSchema) }),
   z.object({

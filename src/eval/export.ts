@@ -1,4 +1,4 @@
-// `loupe export`: checkpointed trajectories as SFT data (R1V4 tags, ms-swift messages, LLaMA-Factory ShareGPT, planner data), with R1V4's stepwise consistency filters.
+// `loupe export`: checkpointed trajectories as SFT data (R1V4 tags, ms-swift messages, LLaMA-Factory ShareGPT, Plan-mode data), with R1V4's stepwise consistency filters.
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { basename, dirname, extname, join, resolve } from "node:path";
 import { BLANK_STDEV } from "../../nodes/reflect.js";
@@ -229,9 +229,9 @@ export function tagMessages(traj: Trajectory): Message[] {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Planner data
+// Plan-mode data
 
-/** R1V4-style planner steps from a trajectory: one step per call, singular parameters, placeholders for earlier results, a final `none` check. */
+/** R1V4 Plan-mode steps from a trajectory: one step per call, singular parameters, placeholders for earlier results, a final `none` check. */
 export function planFromTrajectory(traj: Trajectory): PlanStep[] {
   if (traj.plan?.length) return traj.plan;
   const steps: PlanStep[] = [];

@@ -1,4 +1,5 @@
 // The LLM judge for open answers (R1V4's protocol: only the <answer> text is judged; the judge replies `reasoning:` … `correct: yes|no`), with a SQLite verdict cache.
+import { toolSpecs } from "../../tools/index.js";
 import { mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import Database from "better-sqlite3";
@@ -150,7 +151,7 @@ export class Judge {
       maxTokens: Math.max(1024, Math.min(options.settings.maxTokens, 4096)),
       stream: false,
     });
-    this.client = options.client ?? new OpenAICompatibleModel({ config, apiKey: options.apiKey, images: options.images });
+    this.client = options.client ?? new OpenAICompatibleModel({ config, apiKey: options.apiKey, images: options.images, toolSpecs });
   }
 
   modelName(): Promise<string> {

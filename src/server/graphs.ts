@@ -4,6 +4,8 @@ import { createPlanOnlyGraph } from "../../graphs/plan.js";
 import { BUDGET_LIMITS } from "../core/config.js";
 import { servedDeps } from "./deps.js";
 
+export { buildAgentGraph, createAgent, recursionLimitFor, type CreateAgentOptions, type LoupeAgent } from "../../graphs/agent.js";
+
 /**
  * The agent. A run's context may raise its budgets, so the step limit fits the largest budgets a
  * context can set (the budgets, not the step limit, end a run): clients need not pass recursion_limit.

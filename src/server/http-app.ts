@@ -2,9 +2,10 @@
 import { Client } from "@langchain/langgraph-sdk";
 import { Hono, type MiddlewareHandler } from "hono";
 import { z } from "zod/v4";
-import { resolveSecrets, RunContextSchema, type LoupeConfig } from "../core/config.js";
+import { PlanContextSchema, resolveSecrets, RunContextSchema, type LoupeConfig } from "../core/config.js";
 import type { AgentDeps } from "../core/agent-deps.js";
-import { createImageRoute, imageRouteSecret } from "./image-route.js";
+import { imageRouteSecret } from "../core/image-urls.js";
+import { createImageRoute } from "./image-route.js";
 import type { ImageRef } from "../core/images.js";
 import { servedDeps } from "./deps.js";
 import { AgentInput, AgentOutput, PlanOnlyOutput } from "../core/state.js";
@@ -12,14 +13,17 @@ import { AgentInput, AgentOutput, PlanOnlyOutput } from "../core/state.js";
 /** The served graphs' schemas by graph id (as in langgraph.json). */
 export const SERVED_SCHEMAS: Record<string, { input: z.ZodType; output: z.ZodType; context: z.ZodType }> = {
   agent: { input: AgentInput, output: AgentOutput, context: RunContextSchema },
-  plan: { input: AgentInput, output: PlanOnlyOutput, context: RunContextSchema },
+  plan: { input: AgentInput, output: PlanOnlyOutput, context: PlanContextSchema },
 };
+
+/** Where the server's model lives is not told to API clients: those two defaults are left out. */
+const UNPUBLISHED_DEFAULTS = new Set(["modelUrl", "model"]);
 
 /** A context schema as JSON, each setting's default being this server's (so Studio's form starts from what a run would use). */
 function contextJsonSchema(schema: z.ZodType, defaults: LoupeConfig | undefined): Record<string, unknown> {
   const json = z.toJSONSchema(schema, { io: "input", unrepresentable: "any" }) as { properties?: Record<string, Record<string, unknown>> };
   for (const [key, property] of Object.entries(json.properties ?? {})) {
-    const value = defaults?.[key as keyof LoupeConfig];
+    const value = UNPUBLISHED_DEFAULTS.has(key) ? undefined : defaults?.[key as keyof LoupeConfig];
     if (value !== undefined) property.default = value;
   }
   return json;

@@ -6,8 +6,6 @@ import { createServer, type Server } from "node:http";
 import type { ImageStore } from "../core/images.js";
 import { signedImageUrls, type SignedImageUrls } from "../core/image-urls.js";
 
-export { imageRouteSecret } from "../core/image-urls.js";
-
 export interface ImageRouteOptions {
   store: ImageStore;
   /** Signs the URLs; anyone with it can mint URLs, so keep it out of logs (at least 16 characters). */

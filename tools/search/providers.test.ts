@@ -5,7 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createImageRoute, imageRouteSecret, serveImageRoute } from "../../src/server/image-route.js";
+import { imageRouteSecret } from "../../src/core/image-urls.js";
+import { createImageRoute, serveImageRoute } from "../../src/server/image-route.js";
 import { ImageStore, type StoredImage } from "../../src/core/images.js";
 import {
   FAKE_SERPAPI_API_KEY,
