@@ -142,6 +142,7 @@ beforeAll(async () => {
     LOUPE_WEB_VISIT: "tavily",
     LOUPE_WEB_ALLOW_HOSTS: `127.0.0.1:${imagePort}`,
     LOUPE_MAX_TOOL_CALLS: "24",
+    LOUPE_MAX_TURNS: "60",
     TAVILY_API_KEY: FAKE_TAVILY_API_KEY,
     LOUPE_TAVILY_URL: tavily.url,
     // No telemetry, no tracing: the server must need nothing beyond loopback.
@@ -202,6 +203,8 @@ describe("the graph API (dev server)", () => {
       expect(Object.keys(context.properties)).not.toContain(processSetting);
     }
     expect(context.properties.modelUrl!.description).toMatch(/OpenAI-compatible/);
+    // The form starts from this server's settings (LOUPE_MAX_TURNS=60), not the built-in defaults.
+    expect((context.properties.maxTurns as { default?: unknown }).default).toBe(60);
     // Settings with defaults may be left out of a run's context.
     expect((agent.context_schema as { required?: string[] }).required ?? []).not.toContain("modelUrl");
     expect((agent.input_schema as { required?: string[] }).required).toEqual(["question"]);
@@ -209,7 +212,12 @@ describe("the graph API (dev server)", () => {
     expect(Object.keys((agent.output_schema as { properties: object }).properties)).toEqual(expect.arrayContaining(["final", "images", "toolCalls", "usage"]));
     const planner = await client.assistants.getSchemas("plan");
     expect(Object.keys((planner.output_schema as { properties: object }).properties)).toEqual(expect.arrayContaining(["plan"]));
-    expect(planner.context_schema).toEqual(agent.context_schema);
+    // The plan graph offers only what it uses: the model, its sampling, boxes and pixels.
+    const planContext = planner.context_schema as { properties: Record<string, { default?: unknown }> };
+    expect(Object.keys(planContext.properties).sort()).toEqual(["coords", "maxPixels", "maxTokens", "model", "modelUrl", "temperature"]);
+    // Defaults are the server's settings, except where the model server lives.
+    expect(planContext.properties.coords!.default).toBe("rel1000");
+    expect(planContext.properties.modelUrl!.default).toBeUndefined();
   });
 
   it("streams a 15-tool-call run with per-tool custom events while a second thread runs; reads the final state, history and the images it made", async () => {
