@@ -5,7 +5,7 @@ import { pathToFileURL } from "node:url";
 import { END, MemorySaver, Send, START, StateGraph } from "@langchain/langgraph";
 import { registry } from "@langchain/langgraph/zod";
 import { z } from "zod/v4";
-import { createLoupeAgent, recursionLimitFor, runContextOf, RunContextSchema, type LoupeAgent, type LoupeConfig } from "../src/index.js";
+import { AnyRunContext, createLoupeAgent, recursionLimitFor, runContextOf, type LoupeAgent, type LoupeConfig } from "../src/index.js";
 
 const QuestionSchema = z.object({ question: z.string(), imageSources: z.array(z.string()).default([]) });
 
@@ -42,7 +42,7 @@ interface AgentTask {
  */
 export function buildBatchGraph(agent: LoupeAgent) {
   // The agent's run context is the batch's context too, so one context configures every run.
-  return new StateGraph(BatchState, { context: RunContextSchema })
+  return new StateGraph(BatchState, { context: AnyRunContext })
     .addNode("ask_agent", async (task: AgentTask, config) => {
       try {
         const out = await agent.invoke({ question: task.question, imageSources: task.imageSources }, config);

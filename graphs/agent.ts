@@ -1,7 +1,7 @@
 // Builds the agent graph, wiring only: planner → image_tool / search (fanned out with Send) → reflect → planner | answer.
 import { END, START, StateGraph, type BaseCheckpointSaver, type BaseStore } from "@langchain/langgraph";
-import type { AgentDeps } from "../src/core/agent-deps.js";
-import { RunContextSchema, type LoupeConfig } from "../src/core/config.js";
+import { AnyRunContext, type AgentDeps } from "../src/core/agent-deps.js";
+import type { LoupeConfig } from "../src/core/config.js";
 import { AgentInput, AgentOutput, AgentState } from "../src/core/state.js";
 import { createAnswerNode } from "../nodes/answer.js";
 import { createApproveCallsNode, createApprovePlanNode } from "../nodes/approval.js";
@@ -13,7 +13,7 @@ import { createSearchNode } from "../nodes/search.js";
 
 /** The uncompiled graph, for parents that compile it with their own checkpointer and store. */
 export function buildAgentGraph(deps: AgentDeps) {
-  return new StateGraph(AgentState, { input: AgentInput, output: AgentOutput, context: RunContextSchema })
+  return new StateGraph(AgentState, { input: AgentInput, output: AgentOutput, context: AnyRunContext })
     .addNode("planner", createPlannerNode(deps))
     .addNode("image_tool", createImageToolNode(deps) as never)
     .addNode("search", createSearchNode(deps) as never)

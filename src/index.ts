@@ -24,7 +24,7 @@ export {
   type LoupeSecrets,
   type RunContext,
 } from "./core/config.js";
-export { runSettings, type AgentDeps } from "./core/agent-deps.js";
+export { AnyRunContext, runSettings, type AgentDeps } from "./core/agent-deps.js";
 export { createDeps, type RuntimeDeps } from "./runtime/deps.js";
 export { ImageStore, ImageInputError, type ImageRef } from "./core/images.js";
 export { OpenAICompatibleModel, ModelServerError, type ModelClient } from "./core/model.js";

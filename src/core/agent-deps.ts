@@ -1,5 +1,6 @@
 // What the agent's nodes depend on (settings, model client, image store, search providers), and a run's settings from its context.
 import { commaList, ConfigError, ENV_VARS, RunContextSchema, type LoupeConfig } from "./config.js";
+import { z } from "zod/v4";
 import { describeIssues } from "./issues.js";
 import type { ImageStore } from "./images.js";
 import type { ModelClient } from "./model.js";
@@ -32,6 +33,13 @@ function checkModelOrigin(defaults: LoupeConfig, modelUrl: string): void {
     `a run's modelUrl may point only at the configured model server (${new URL(defaults.modelUrl).origin}); add ${origin} to ${ENV_VARS.modelUrlAllow} on the server to allow it`,
   );
 }
+
+/**
+ * The context schema the graphs declare: any object. LangGraph would otherwise validate a run's
+ * context against RunContextSchema itself and fail with zod's raw issue list; runSettings checks
+ * it instead and names what is wrong. What Studio shows comes from RunContextSchema (src/server).
+ */
+export const AnyRunContext = z.looseObject({});
 
 /**
  * A run's settings: the defaults, with what the run's context (e.g. Studio's form, an API client)

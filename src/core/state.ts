@@ -206,8 +206,20 @@ function appendOnly<T extends z.ZodType>(item: T) {
   });
 }
 
-/** The channels that only ever grow, checkpointed as deltas. */
-export const DELTA_CHANNELS = ["conversation", "images", "toolCalls"] as const;
+/**
+ * A value written once (or rarely) and read at every step, checkpointed as a delta: the step that
+ * writes it stores it, the other checkpoints do not repeat it. A 1 MB question is then stored once
+ * per thread, not once per checkpoint.
+ */
+function writtenRarely<T extends z.ZodType>(schema: T) {
+  return new DeltaValue(schema, {
+    inputSchema: schema,
+    reducer: (current: z.infer<T>, writes: z.infer<T>[]) => (writes.length ? writes[writes.length - 1]! : current),
+  });
+}
+
+/** The channels checkpointed as deltas: the lists that only grow, and the inputs written once. */
+export const DELTA_CHANNELS = ["question", "imageSources", "conversation", "images", "toolCalls"] as const;
 
 const question = z.string().describe("The question to answer");
 const imageSources = z.array(z.string()).default([]).describe("Input images: file paths, http(s) URLs or data: URLs");
@@ -223,8 +235,8 @@ const imageSources = z.array(z.string()).default([]).describe("Input images: fil
  * or with {@link readAgentState} when only the checkpointer is at hand.
  */
 export const AgentState = new StateSchema({
-  question,
-  imageSources,
+  question: writtenRarely(question),
+  imageSources: writtenRarely(imageSources),
   images: appendOnly(ImageRefSchema),
   conversation: appendOnly(TurnSchema),
   plan: z.array(PlanStepSchema).nullable().default(null),
@@ -309,7 +321,7 @@ export async function readAgentState(
   const config: RunnableConfig = { configurable: { thread_id: threadId, checkpoint_ns: "", ...(checkpointId ? { checkpoint_id: checkpointId } : {}) } };
   const tuple = await saver.getTuple(config);
   const stored = tuple?.checkpoint?.channel_values as Record<string, unknown> | undefined;
-  if (!tuple || !stored || stored.question === undefined) return null;
+  if (!tuple || !stored) return null;
   const values: Record<string, unknown> = { ...stored };
   const channels = AgentState.getChannels() as Record<string, BaseChannel>;
   const missing = DELTA_CHANNELS.filter((k) => !Object.prototype.hasOwnProperty.call(stored, k));
@@ -321,5 +333,7 @@ export async function readAgentState(
     if (history) channel.replayWrites(history.writes);
     values[k] = channel.isAvailable() ? channel.get() : [];
   }
+  // A checkpoint of some other graph, or one made before any input: not an agent thread.
+  if (typeof values.question !== "string") return null;
   return withEmptyChannels(values);
 }

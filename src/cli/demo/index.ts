@@ -9,7 +9,7 @@ import { FAKE_TAVILY_API_KEY, startFakeTavilyServer } from "./fake-tavily-server
 import { startScriptedModelServer } from "./scripted-model-server.js";
 import { harbourImage, TRAJECTORY_PAGES, TRAJECTORY_SEARCH, TRAJECTORY_TOOL_CALLS, trajectoryScript } from "./trajectory.js";
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 const CLI = join(ROOT, "bin", "loupe.mjs");
 const QUESTION = "What code is written on the north pier sign, and what does it mark?";
 
