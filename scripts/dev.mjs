@@ -22,3 +22,9 @@ const child = spawn(process.execPath, [cli, "dev", "--port", port, "--host", hos
 });
 for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => child.kill(signal));
 child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
+// A signal to `npm run dev` may stop npm and its shell without reaching this process (npm does not
+// always forward it): when the parent is gone, stop the server too instead of leaving it listening.
+const parent = process.ppid;
+setInterval(() => {
+  if (process.ppid !== parent) child.kill("SIGTERM");
+}, 1000).unref();
