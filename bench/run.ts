@@ -13,12 +13,13 @@ import { checkpoints } from "./checkpoints.js";
 import { concurrency } from "./concurrency.js";
 import { imageWork } from "./image-work.js";
 import { latency } from "./latency.js";
+import { memory } from "./memory.js";
 import { defaultCacheDir, machineInfo, RESULTS_DIR, ROOT, tempDir, type Benchmark, type MachineInfo, type TargetRow } from "./lib/common.js";
 import { renderMarkdown, type StoredResult } from "./lib/report.js";
 import { overhead } from "./overhead.js";
 import { prefix } from "./prefix.js";
 
-export const BENCHMARKS: Benchmark<any>[] = [overhead, checkpoints, imageWork, concurrency, prefix, latency];
+export const BENCHMARKS: Benchmark<any>[] = [overhead, checkpoints, imageWork, concurrency, prefix, latency, memory];
 
 function usage(): never {
   console.error(`usage: npm run bench [-- --quick] [-- --only ${BENCHMARKS.map((b) => b.name).join("|")}[,…]] [-- --render]`);

@@ -13,7 +13,7 @@ const AnswerSchema = z.object({
   index: z.int(),
   question: z.string(),
   answer: z.string().nullable(),
-  reason: z.enum(["answered", "budget", "failed"]),
+  reason: z.enum(["answered", "budget", "no_answer", "failed"]),
   toolCalls: z.int(),
   error: z.string().optional(),
 });

@@ -4,7 +4,7 @@ import { dialectRequestOptions, finalAnswerRequest } from "../src/core/protocol.
 import type { SearchProvider } from "../src/core/search-provider.js";
 import type { ToolCallRecord, Turn } from "../src/core/state.js";
 import { createToolbox } from "../tools/index.js";
-import { collectCitations, createAnswerNode } from "./answer.js";
+import { collectCitations, createAnswerNode, NO_ANSWER } from "./answer.js";
 import { createPlannerNode } from "./planner.js";
 import { agentState, modelReply, nodeFixture, rawCall, storedInput, userTurn, type NodeFixtureOptions } from "../test/node-fakes.js";
 
@@ -107,14 +107,31 @@ describe("answer: a budget ran out", () => {
     expect(update.final).toMatchObject({ answer: "It is most likely a harbour sign.", reason: "budget" });
   });
 
-  it("a model that only thinks: its thinking is the answer", async () => {
-    const { update } = await afterBudget({ content: "<think>probably a cat</think>" });
-    expect(update.final?.answer).toBe("probably a cat");
+  it("a model that only thinks: no_answer, and its thinking is not passed off as the answer", async () => {
+    const { f, update } = await afterBudget({ content: "<think>probably a cat</think>" });
+    expect(update.final).toEqual({ answer: NO_ANSWER, citations: [], reason: "no_answer" });
+    expect(f.events.at(-1)).toEqual({ event: "answer", answer: NO_ANSWER });
   });
 
-  it("a model that writes nothing: '(the model gave no answer)'", async () => {
+  it("a model that only calls a tool: no_answer, with the plain statement", async () => {
     const { update } = await afterBudget({ content: "", toolCalls: [rawCall("crop", { image: "img_0", bbox: [0, 0, 5, 5] })] });
-    expect(update.final).toEqual({ answer: "(the model gave no answer)", citations: [], reason: "budget" });
+    expect(update.final).toEqual({ answer: NO_ANSWER, citations: [], reason: "no_answer" });
+    expect(NO_ANSWER).toBe("(no answer: the budget ran out and the model gave none)");
+  });
+
+  it("thinking cut off by the token limit, or nothing at all: no_answer", async () => {
+    for (const last of [{ content: "<think>the sign might say LOU", finishReason: "length" as const }, { content: "" }, { content: "  \n" }]) {
+      const { update } = await afterBudget(last);
+      expect(update.final, JSON.stringify(last)).toEqual({ answer: NO_ANSWER, citations: [], reason: "no_answer" });
+    }
+  });
+
+  it("no_answer still cites the pages the run read", async () => {
+    const toolCalls = [record(1, "web_visit", { urls: [url("https://p.example/")] })];
+    const f = await nodeFixture({ script: [modelReply({ content: "<think>p.example says</think>" })] });
+    const state = agentState({ conversation: EARLIER, exhausted: "You have used all 1 tool calls.", toolCalls });
+    const update = await createAnswerNode(f.deps)(state, f.config);
+    expect(update.final).toEqual({ answer: NO_ANSWER, citations: [{ type: "url", url: "https://p.example/" }], reason: "no_answer" });
   });
 
   it("tags dialect: the stop string and no tools (so toolChoice has nothing to act on), the request as an observation", async () => {
@@ -127,6 +144,11 @@ describe("answer: a budget ran out", () => {
       userTurn("<observation>\nYou have reached the step limit. Do not call any more tools. Give your best final answer now, inside <answer>…</answer>.\n</observation>"),
     );
     expect(update.final?.answer).toBe("I think it is a cat.");
+  });
+
+  it("tags dialect: thinking and a tool call and nothing else is no_answer", async () => {
+    const { update } = await afterBudget({ content: "<think>crop more</think>\n<tool_call>{\"name\": \"crop\"" }, { settings: { dialect: "tags" } });
+    expect(update.final).toEqual({ answer: NO_ANSWER, citations: [], reason: "no_answer" });
   });
 
   it("tags dialect: an <answer> is the answer", async () => {

@@ -32,11 +32,14 @@ export function collectCitations(text: string, toolCalls: ToolCallRecord[]): Cit
   return citations;
 }
 
+/** The answer when a budget ran out and the model, asked for its last answer, wrote none. */
+export const NO_ANSWER = "(no answer: the budget ran out and the model gave none)";
+
 /**
  * The final request when a budget ran out: the same tools and stop strings as every other turn, so
  * the request stays a prefix extension, but in the tools dialect `tool_choice: "none"` so the
- * model must write. Whatever it writes is the answer: its <answer>, else the text it wrote outside
- * tool calls, else its thinking; "(the model gave no answer)" only when it wrote nothing at all.
+ * model must write. What it writes is the answer: its <answer>, else the text it wrote outside
+ * thinking and tool calls. Thinking alone (often cut off) is not an answer: then `text` is null.
  */
 async function askForFinalAnswer(deps: AgentDeps, state: AgentStateValue, config: LangGraphRunnableConfig) {
   const settings = runSettings(deps, config.context);
@@ -51,7 +54,7 @@ async function askForFinalAnswer(deps: AgentDeps, state: AgentStateValue, config
   });
   const parsed = parseReply(settings.dialect, raw, turn);
   const answered = parsed.reply.kind === "answer" && parsed.reply.answer;
-  const text = answered ? parsed.reply.answer! : textOutsideCalls(raw.content ?? "") || parsed.reply.think || "(the model gave no answer)";
+  const text = answered ? parsed.reply.answer! : textOutsideCalls(raw.content ?? "") || null;
   return { turns: [request, parsed.turn], usage: addModelUsage(state.usage ?? EMPTY_USAGE, raw), text, think: parsed.reply.think };
 }
 
@@ -63,8 +66,10 @@ export function createAnswerNode(deps: AgentDeps) {
       return { final: { answer: text, citations: collectCitations(`${text}\n${state.reply.think}`, state.toolCalls ?? []), reason: "answered" } };
     }
     const last = await askForFinalAnswer(deps, state, config);
-    emit(config, { event: "answer", answer: last.text });
-    const final = { answer: last.text, citations: collectCitations(`${last.text}\n${last.think}`, state.toolCalls ?? []), reason: "budget" as const };
+    const answer = last.text ?? NO_ANSWER;
+    emit(config, { event: "answer", answer });
+    const citations = collectCitations(`${last.text ?? ""}\n${last.think}`, state.toolCalls ?? []);
+    const final = { answer, citations, reason: last.text === null ? ("no_answer" as const) : ("budget" as const) };
     return { conversation: last.turns, usage: last.usage, final };
   };
 }

@@ -1,12 +1,13 @@
 // The first turn's steps on their own: storing the inputs, R1V4's Plan mode (with its one retry), and how a plan reads.
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
-import { ImageInputError } from "../src/core/images.js";
+import sharp from "sharp";
+import { describe, expect, it, vi } from "vitest";
+import { ImageInputError, ImageStore } from "../src/core/images.js";
 import { EMPTY_USAGE } from "../src/core/state.js";
 import { createToolbox } from "../tools/index.js";
-import { formatPlan, ingestInputs, makePlan } from "./first-turn.js";
-import { halfBlankFile, halfBlankPng, imageRef, modelReply, nodeFixture, userTurn, type NodeFixture } from "../test/node-fakes.js";
+import { formatPlan, ingestInputs, makePlan, startConversation } from "./first-turn.js";
+import { agentState, halfBlankFile, halfBlankPng, imageRef, modelReply, nodeFixture, userTurn, type NodeFixture } from "../test/node-fakes.js";
 
 const PLAN = [
   { description: "Crop the sign", tool_name: "crop", parameters: { image: "img_0" } },
@@ -51,6 +52,55 @@ describe("ingestInputs", () => {
     const [input] = await ingestInputs(f.deps, ["https://images.example/sign.png"], f.settings.maxPixels);
     expect(asked).toEqual(["https://images.example/sign.png"]);
     expect(input!.ref.id).toBe("img_0");
+  });
+});
+
+describe("input limits", () => {
+  it("refuses more input images than maxImagesInContext before reading any or calling the model", async () => {
+    const f = await nodeFixture({ settings: { maxImagesInContext: 2 } });
+    const asked: string[] = [];
+    f.deps.readImage = async (source) => (asked.push(source), halfBlankPng());
+    const sources = ["https://images.example/a.png", "https://images.example/b.png", "https://images.example/c.png"];
+    const toolbox = createToolbox([], "rel1000");
+    const started = startConversation(f.deps, agentState({ imageSources: sources }), f.settings, toolbox);
+    await expect(started).rejects.toThrow(ImageInputError);
+    await expect(started).rejects.toThrow(/^3 input images, over the limit of 2 images in one conversation \(LOUPE_MAX_IMAGES\)/);
+    expect(asked).toEqual([]);
+    expect(f.model.requests).toEqual([]);
+    // The plan graph's make_plan node (no run context of its own) is held to the server's setting.
+    await expect(ingestInputs(f.deps, sources, f.settings.maxPixels)).rejects.toThrow(/over the limit of 2 images/);
+  });
+
+  it("refuses inputs whose pixels add up to over the total budget, from their headers, before storing or decoding any", async () => {
+    const f = await nodeFixture();
+    const store = new ImageStore(join(f.dir, "small-store"), { maxInputPixels: 1_000_000 });
+    f.deps.images = store;
+    const png = await sharp({ create: { width: 1000, height: 800, channels: 3, background: "#808080" } }).png().toBuffer();
+    f.deps.readImage = async () => png;
+    const read = ingestInputs(f.deps, ["a", "b", "c"], f.settings.maxPixels);
+    await expect(read).rejects.toThrow(ImageInputError);
+    await expect(read).rejects.toThrow(
+      /^the 3 input images hold 2,400,000 pixels in all, over the limit of 2,000,000 pixels for one question \(twice LOUPE_MAX_INPUT_PIXELS\)/,
+    );
+    const decode = vi.spyOn(store, "decoded");
+    const ingest = vi.spyOn(store, "ingest");
+    await expect(ingestInputs(f.deps, ["a", "b", "c"], f.settings.maxPixels)).rejects.toThrow(ImageInputError);
+    expect(decode).not.toHaveBeenCalled();
+    expect(ingest).not.toHaveBeenCalled();
+    // Two of them fit.
+    expect(await ingestInputs(f.deps, ["a", "b"], f.settings.maxPixels)).toHaveLength(2);
+  });
+
+  it("names a data: URL input by its type and size, never its bytes", async () => {
+    const f = await nodeFixture();
+    const payload = Buffer.alloc(3000, 7).toString("base64");
+    const source = `data:image/png;base64,${payload}`;
+    const read = ingestInputs(f.deps, [source], f.settings.maxPixels);
+    await expect(read).rejects.toThrow(ImageInputError);
+    const message = await read.catch((err: Error) => err.message);
+    expect(message).toMatch(/^image \(data:image\/png URL, 3,000 bytes\): not a readable image/);
+    expect(message).not.toContain(payload.slice(0, 40));
+    expect(message.length).toBeLessThan(300);
   });
 });
 

@@ -1,26 +1,51 @@
 // The first turn's set-up, a step of the planner node (and, for ingestInputs and makePlan, of the plan graph's make_plan node): input images into the store, R1V4's Plan mode, the opening turns.
 import { z } from "zod/v4";
 import type { AgentDeps } from "../src/core/agent-deps.js";
-import type { LoupeConfig } from "../src/core/config.js";
-import { ImageInputError } from "../src/core/images.js";
-import { readImageSource, sourceForState } from "../src/core/image-sources.js";
+import { ENV_VARS, type LoupeConfig } from "../src/core/config.js";
+import { ImageInputError, type ProbedImage } from "../src/core/images.js";
+import { describeSource, readImageSource, sourceForState } from "../src/core/image-sources.js";
 import { describeIssues } from "../src/core/issues.js";
 import { planModePrompt, questionTurn, type ImageRefWithModelView, type ToolSpec } from "../src/core/protocol.js";
 import { addModelUsage, EMPTY_USAGE, PlanStepSchema, type AgentStateValue, type ImageRef, type PlanReview, type PlanStep, type Turn, type Usage } from "../src/core/state.js";
 import { approvalsFor } from "./approval.js";
 
-/** Reads, checks and stores the input images; they become img_0, img_1, … */
-export async function ingestInputs(deps: AgentDeps, sources: string[], maxPixels: number, signal?: AbortSignal): Promise<ImageRefWithModelView[]> {
-  const out: ImageRefWithModelView[] = [];
-  for (const [i, source] of sources.entries()) {
+/** Runs a step on one input image, naming the image in an ImageInputError (a data: URL by its type and size). */
+async function forSource<T>(source: string, step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (err) {
+    if (err instanceof ImageInputError) throw new ImageInputError(`image ${describeSource(source)}: ${err.message}`);
+    throw err;
+  }
+}
+
+/**
+ * Reads, checks and stores the input images; they become img_0, img_1, … Refused before any is
+ * decoded or the model is asked: more images than a conversation may show (maxImages), and images
+ * whose headers add up to more pixels than the store takes for one question.
+ */
+export async function ingestInputs(
+  deps: AgentDeps,
+  sources: string[],
+  maxPixels: number,
+  signal?: AbortSignal,
+  maxImages = deps.defaults.maxImagesInContext,
+): Promise<ImageRefWithModelView[]> {
+  if (sources.length > maxImages) {
+    const setting = ENV_VARS.maxImagesInContext;
+    throw new ImageInputError(
+      `${sources.length} input images, over the limit of ${maxImages} images in one conversation (${setting}); give at most ${maxImages} images, or raise ${setting} (maxImagesInContext in a run's context)`,
+    );
+  }
+  const inputs: Array<{ source: string; bytes: Buffer; probed: ProbedImage }> = [];
+  for (const source of sources) {
     const bytes = await (deps.readImage ?? readImageSource)(source, signal);
-    let stored;
-    try {
-      stored = await deps.images.ingest(bytes);
-    } catch (err) {
-      if (err instanceof ImageInputError) throw new ImageInputError(`image ${source}: ${err.message}`);
-      throw err;
-    }
+    inputs.push({ source, bytes, probed: await forSource(source, () => deps.images.probe(bytes)) });
+  }
+  deps.images.checkTotalInputPixels(inputs.map((input) => input.probed));
+  const out: ImageRefWithModelView[] = [];
+  for (const [i, { source, bytes, probed }] of inputs.entries()) {
+    const stored = await forSource(source, () => deps.images.ingest(bytes, probed));
     const ref: ImageRef = { id: `img_${i}`, ...stored, parent: null, op: null };
     const view = await deps.images.modelView(stored, maxPixels, { prefetch: true });
     out.push({ ref, view });
@@ -111,7 +136,7 @@ export async function startConversation(
   const known = state.images ?? [];
   const inputs = known.length
     ? await Promise.all(known.map(async (ref) => ({ ref, view: await deps.images.modelView(ref, settings.maxPixels) })))
-    : await ingestInputs(deps, state.imageSources ?? [], settings.maxPixels, signal);
+    : await ingestInputs(deps, state.imageSources ?? [], settings.maxPixels, signal, settings.maxImagesInContext);
   if (!known.length) {
     const refs = inputs.map((i) => i.ref);
     update.images = refs;

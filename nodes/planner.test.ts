@@ -129,6 +129,19 @@ describe("planner: validating calls", () => {
     expect(ok).toEqual({ index: 4, callId: "c4", name: "text_search", args: { queries: ["harbour sign"] }, kind: "search" });
   });
 
+  it("calls that share an id or have none get ids of Loupe's own; the assistant turn keeps the model's", async () => {
+    const calls = [
+      rawCall("crop", { image: "img_0", bbox: [0, 0, 500, 500] }, "x"),
+      rawCall("flip", { image: "img_0", axis: "horizontal" }, "x"),
+      rawCall("rotate", { image: "img_0", angle: 90 }, ""),
+      rawCall("resize", { image: "img_0", width: 100 }, "own"),
+    ];
+    const update = await validated(calls);
+    // The first turn is turn 0 (usage.turns before this reply).
+    expect(update.pending!.map((c) => c.callId)).toEqual(["x_0_0", "x_0_1", "call_0_2", "own"]);
+    expect((update.conversation as unknown[]).at(-1)).toMatchObject({ role: "assistant", toolCalls: calls });
+  });
+
   it("a search tool no provider serves is invalid, saying it is not configured", async () => {
     const update = await validated([rawCall("image_search", { image_paths: ["img_0"] })]);
     expect(update.pending![0]!.error).toMatch(/^image_search is not configured: no search provider for it is set up\./);

@@ -71,6 +71,22 @@ describe("reflect: observations", () => {
     expect(update.usage).toMatchObject({ toolCalls: 2, consecutiveErrors: 0, imagesInContext: 2 });
   });
 
+  it("tools dialect: tool messages answer the ids the assistant turn carries, when Loupe renamed a shared one", async () => {
+    const { update } = await afterCalls({}, async () => ({
+      pending: [pendingCall("x_0_0", "crop", { image: "img_0", bbox: [0, 0, 500, 500] }, "image"), pendingCall("x_0_1", "text_search", { queries: ["harbour"] }, "search", { index: 1 })],
+      results: [toolResult("x_0_1", { text: "searched" }), toolResult("x_0_0", { text: "cropped" })],
+      values: {
+        conversation: [
+          { role: "assistant", text: "", toolCalls: [{ id: "x", name: "crop", arguments: "{}" }, { id: "x", name: "text_search", arguments: "{}" }] },
+        ],
+      },
+    }));
+    expect(update.conversation).toEqual([
+      { role: "tool", toolCallId: "x", text: "cropped" },
+      { role: "tool", toolCallId: "x", text: "searched" },
+    ]);
+  });
+
   it("tags dialect: one <observation> user turn, numbered by call, with the images inside", async () => {
     let made!: MadeImage;
     const { update } = await afterCalls({ settings: { dialect: "tags" } }, async (f) => {

@@ -14,6 +14,7 @@ import {
   type PendingCall,
   type ToolCallRecord,
   type ToolResult,
+  type Turn,
   type Usage,
 } from "../src/core/state.js";
 
@@ -74,7 +75,7 @@ async function takeImages(deps: AgentDeps, r: Reflection, produced: ProducedImag
 }
 
 /** One call's observation and record: its result (or why it did not run), the images it made, and notes on empty or repeated calls. */
-async function observeCall(deps: AgentDeps, r: Reflection, call: PendingCall, result: ToolResult | undefined, step: number, config: LangGraphRunnableConfig) {
+async function observeCall(deps: AgentDeps, r: Reflection, call: PendingCall, result: ToolResult | undefined, step: number, config: LangGraphRunnableConfig, toolCallId: string | undefined) {
   const ok = call.kind !== "invalid" && !!result?.ok;
   const text = call.kind === "invalid" ? `Error: ${call.error}` : (result?.text ?? "Error: the call produced no result.");
   const { ids, shown } = await takeImages(deps, r, result?.images ?? []);
@@ -97,7 +98,7 @@ async function observeCall(deps: AgentDeps, r: Reflection, call: PendingCall, re
     urls: result?.urls ?? [],
   });
   emit(config, { event: "tool_result", callId: call.callId, name: call.name, step, ok, images: r.images.filter((i) => ids.includes(i.id)) });
-  return { ok, observation: { call, text, images: shown } satisfies CallObservation };
+  return { ok, observation: { call, toolCallId, text, images: shown } satisfies CallObservation };
 }
 
 /** Counts the turn's calls against the budget and notes how many are left, or that the model keeps failing. */
@@ -119,6 +120,15 @@ export function budgetExhausted(usage: Usage, settings: Pick<LoupeConfig, "maxTo
   return null;
 }
 
+/** The tool-call ids of the last assistant turn as the model sent them, which the tool messages must answer. */
+function modelCallIds(conversation: Turn[]): string[] {
+  for (let i = conversation.length - 1; i >= 0; i--) {
+    const turn = conversation[i]!;
+    if (turn.role === "assistant") return (turn.toolCalls ?? []).map((c) => c.id);
+  }
+  return [];
+}
+
 export function createReflectNode(deps: AgentDeps) {
   return async function reflect(state: AgentStateValue, config: LangGraphRunnableConfig): Promise<AgentStateUpdate> {
     const settings = runSettings(deps, config.context);
@@ -138,11 +148,12 @@ export function createReflectNode(deps: AgentDeps) {
     } else {
       const results = new Map((state.results ?? []).map((res) => [res.callId, res]));
       const pending = state.pending ?? [];
+      const asked = modelCallIds(state.conversation ?? []);
       const observations: CallObservation[] = [];
       let failures = 0;
       for (const call of pending) {
         const step = (state.toolCalls ?? []).length + r.records.length + 1;
-        const { ok, observation } = await observeCall(deps, r, call, results.get(call.callId), step, config);
+        const { ok, observation } = await observeCall(deps, r, call, results.get(call.callId), step, config, asked[call.index]);
         if (!ok) failures++;
         observations.push(observation);
       }

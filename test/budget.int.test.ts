@@ -92,7 +92,7 @@ describe("budgets", () => {
     expect(result.answer).toBe("It is most likely a harbour sign.");
   });
 
-  it("the final answer after the budget is '(the model gave no answer)' only when the model wrote nothing", async () => {
+  it("a model that writes nothing but tool calls when told to answer gives reason no_answer, not a made-up answer", async () => {
     const server = await model([
       { toolCalls: [{ name: "crop", arguments: { image: "img_0", bbox: [0, 0, 100, 100] } }] },
       { content: "", toolCalls: [{ name: "crop", arguments: { image: "img_0", bbox: [0, 0, 50, 50] } }] },
@@ -101,8 +101,8 @@ describe("budgets", () => {
     const { agent, close } = testAgent(settings);
     const result = await ask(agent, { settings, question: "q?", images: [image] });
     close();
-    expect(result.reason).toBe("budget");
-    expect(result.answer).toBe("(the model gave no answer)");
+    expect(result.reason).toBe("no_answer");
+    expect(result.answer).toBe("(no answer: the budget ran out and the model gave none)");
   });
 
   it("calls beyond the remaining budget in one turn are refused, not run", async () => {

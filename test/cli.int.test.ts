@@ -45,7 +45,8 @@ describe("loupe ask (CLI)", () => {
     const lines = run.stdout.trim().split("\n");
     expect(lines).toHaveLength(1);
     const out = JSON.parse(lines[0]!);
-    expect(Object.keys(out).sort()).toEqual(["answer", "citations", "images", "steps", "threadId", "toolCalls", "usage"]);
+    expect(Object.keys(out).sort()).toEqual(["answer", "citations", "images", "reason", "steps", "threadId", "toolCalls", "usage"]);
+    expect(out.reason).toBe("answered");
     expect(out.answer).toBe(TRAJECTORY_ANSWER);
     expect(out.toolCalls).toHaveLength(TRAJECTORY_TOOL_CALLS);
     expect(Object.keys(out.toolCalls[0]).sort()).toEqual(["arguments", "ms", "name", "ok"]);
@@ -71,12 +72,14 @@ describe("loupe ask (CLI)", () => {
     const run = await runCli(["ask", "--model-url", url, "--retries", "1", "--image", image, "--data-dir", join(tmp.dir, "d"), "hello?"], baseEnv({ LOUPE_RETRY_BASE_MS: "10" }));
     expect(run.code).not.toBe(0);
     expect(run.stdout).toBe("");
+    // The run's thread first (so a crash can be resumed), then the error: one line.
     const errorLines = run.stderr.trim().split("\n");
-    expect(errorLines).toHaveLength(1);
-    expect(errorLines[0]).toContain(url);
-    expect(errorLines[0]).toMatch(/connection refused|ECONNREFUSED/);
+    expect(errorLines).toHaveLength(2);
+    expect(errorLines[0]).toMatch(/^loupe: thread \S+/);
+    expect(errorLines[1]).toContain(url);
+    expect(errorLines[1]).toMatch(/connection refused|ECONNREFUSED/);
     // The way back repeats the settings given on the command line (here the data directory and model URL).
-    expect(errorLines[0]).toMatch(/continue with: loupe ask --resume \S+ .*--model-url \S+.*--data-dir \S+/);
+    expect(errorLines[1]).toMatch(/continue with: loupe ask --resume \S+ .*--model-url \S+.*--data-dir \S+/);
     expect(run.stderr).not.toMatch(/^\s+at /m);
   });
 

@@ -143,6 +143,8 @@ beforeAll(async () => {
     LOUPE_WEB_ALLOW_HOSTS: `127.0.0.1:${imagePort}`,
     LOUPE_MAX_TOOL_CALLS: "24",
     LOUPE_MAX_TURNS: "60",
+    // Small enough that a request over the total pixel budget (twice this) is cheap to make.
+    LOUPE_MAX_INPUT_PIXELS: "50000000",
     TAVILY_API_KEY: FAKE_TAVILY_API_KEY,
     LOUPE_TAVILY_URL: tavily.url,
     // No telemetry, no tracing: the server must need nothing beyond loopback.
@@ -326,6 +328,44 @@ describe("the graph API (dev server)", () => {
     await client.runs.join(thread.thread_id, run.run_id);
     expect((await client.runs.get(thread.thread_id, run.run_id)).status).toBe("error");
     expect(server.log()).toMatch(/image "\/etc\/hostname" is not a URL: give images as http\(s\) URLs or data: URLs/);
+  });
+
+  /** The error a run ends with, as its stream reports it. */
+  async function runError(payload: Record<string, unknown>): Promise<{ error: string; message: string }> {
+    const thread = await client.threads.create();
+    for await (const chunk of client.runs.stream(thread.thread_id, "agent", { streamMode: ["updates"], ...payload })) {
+      if (chunk.event === "error") return chunk.data as { error: string; message: string };
+    }
+    throw new Error(`the run did not fail:\n${server.log().slice(-3000)}`);
+  }
+  const requestsAbout = (text: string) => model.chatRequests().filter((r) => requestText(r.body).includes(text));
+
+  it("refuses a run with more input images than LOUPE_MAX_IMAGES in one readable line, before any model call", async () => {
+    const tiny = await sharp({ create: { width: 8, height: 8, channels: 3, background: "#336699" } }).png().toBuffer();
+    const payload = tiny.toString("base64");
+    const failed = await runError({ input: { question: "Twenty images: which is bluest?", imageSources: Array.from({ length: 20 }, () => `data:image/png;base64,${payload}`) } });
+    expect(failed.error).toBe("ImageInputError");
+    expect(failed.message).toMatch(/^20 input images, over the limit of 16 images in one conversation \(LOUPE_MAX_IMAGES\)[^\n]*$/);
+    expect(requestsAbout("Twenty images")).toEqual([]);
+  });
+
+  it("refuses a request whose images add up to over the total pixel budget, naming the total and the limit, before decoding them", async () => {
+    // 6000×6000 solid PNGs: a few KB each, 36 MP each, 108 MP together against 2 × LOUPE_MAX_INPUT_PIXELS = 100 MP.
+    const huge = await sharp({ create: { width: 6000, height: 6000, channels: 3, background: "#ffffff" } }).png().toBuffer();
+    const source = `data:image/png;base64,${huge.toString("base64")}`;
+    const failed = await runError({ input: { question: "Three huge images: what is on them?", imageSources: [source, source, source] } });
+    expect(failed.error).toBe("ImageInputError");
+    expect(failed.message).toMatch(/^the 3 input images hold 108,000,000 pixels in all, over the limit of 100,000,000 pixels for one question \(twice LOUPE_MAX_INPUT_PIXELS\)[^\n]*$/);
+    expect(requestsAbout("Three huge images")).toEqual([]);
+    // Neither the error nor the server's log holds the images' bytes.
+    expect(server.log()).not.toContain(huge.toString("base64").slice(0, 64));
+  });
+
+  it("an out-of-range budget in a run's context fails the run with one readable line naming the setting", async () => {
+    const failed = await runError({ input: { question: "Zero turns: what is on the sign?", imageSources: [imageUrl] }, context: { maxTurns: 0 } });
+    expect(failed.message).toMatch(/^invalid run context: maxTurns: [^\n]*1[^\n]*$/);
+    expect(failed.message).not.toMatch(/ZodError|"code"|"path"/);
+    expect(requestsAbout("Zero turns")).toEqual([]);
   });
 
   it("examples/remote.ts: a parent graph uses the deployed agent through RemoteGraph", async () => {

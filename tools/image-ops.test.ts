@@ -195,6 +195,18 @@ describe("runImageOp", () => {
     expect(await pixel(store, r30.image, 0, 0)).toEqual([255, 255, 255]);
   });
 
+  it("rotate caps its output like zoom: a canvas over the limit is made from a downscaled source, and the op says so", async () => {
+    const strip = await store.ingest(await sharp({ create: { width: 3000, height: 20, channels: 3, background: "#202020" } }).png().toBuffer());
+    // 45° of 3000×20 needs a ~2135×2135 canvas: 4.6 MP, over the 1 MP limit.
+    const r = await runImageOp(store, "rotate", { image: "img_2", degrees: 45 }, strip, { imageId: "img_2", maxOutputPixels: 1_000_000 });
+    expect(r.image.width * r.image.height).toBeLessThanOrEqual(1_000_000);
+    expect(r.image.width).toBeGreaterThan(900);
+    expect(r.op).toMatch(/^rotate 45° \(scaled ×0\.\d+ to keep within 1,000,000 pixels: crop the part you need first to rotate it at full size\)$/);
+    // A right angle never needs more pixels than its source, which the store already accepted.
+    const r90 = await runImageOp(store, "rotate", { image: "img_0", degrees: 90 }, rect, { imageId: "img_0", maxOutputPixels: 100_000 });
+    expect([r90.image.width, r90.image.height, r90.op]).toEqual([300, 400, "rotate 90°"]);
+  });
+
   it("flips horizontally and vertically", async () => {
     expect((await pixel(store, rect, 50, 50)).slice(0, 3)).toEqual([255, 0, 0]);
     const h = await runImageOp(store, "flip", { image: "img_0", axis: "horizontal" }, rect, { imageId: "img_0" });
@@ -416,6 +428,16 @@ describe("ImageStore input handling", () => {
       .toBuffer();
     const s = new ImageStore(join(dir, "store-small"), { maxInputPixels: 1_000_000 });
     await expect(s.ingest(png)).rejects.toBeInstanceOf(ImageInputError);
+  });
+
+  it("says an oversized image's pixel count, the limit and LOUPE_MAX_INPUT_PIXELS", async () => {
+    const png = await sharp({ create: { width: 2000, height: 2000, channels: 3, background: "#ffffff" } })
+      .png()
+      .toBuffer();
+    const s = new ImageStore(join(dir, "store-small-message"), { maxInputPixels: 1_000_000 });
+    await expect(s.ingest(png)).rejects.toThrow(
+      /^image is 2000×2000 \(4,000,000 pixels\), over the limit of 1,000,000 pixels; downscale it or raise LOUPE_MAX_INPUT_PIXELS$/,
+    );
   });
 });
 

@@ -435,15 +435,54 @@ function planZoom(a: ZoomArgs, ctx: OpContext): Planned {
   return { pipeline, op: `zoom ${boxText(box)} ×${fmtNum(outW / box.width)}`, box };
 }
 
-function planRotate(a: RotateArgs, ctx: OpContext): Planned {
+/** The canvas a rotation by `degrees` (0–360) needs: exact for right angles, an upper bound otherwise. */
+function rotatedSize(width: number, height: number, degrees: number): { width: number; height: number } {
+  if (degrees % 180 === 0) return { width, height };
+  if (degrees % 90 === 0) return { width: height, height: width };
+  const rad = (degrees * Math.PI) / 180;
+  const cos = Math.abs(Math.cos(rad));
+  const sin = Math.abs(Math.sin(rad));
+  return { width: Math.ceil(width * cos + height * sin), height: Math.ceil(width * sin + height * cos) };
+}
+
+/**
+ * The source scaled so that its rotation fits `limit` pixels (found before anything is allocated),
+ * or undefined when it fits as it is.
+ */
+function rotationScale(width: number, height: number, degrees: number, limit: number): { width: number; height: number; scale: number } | undefined {
+  const canvas = rotatedSize(width, height, degrees);
+  if (canvas.width * canvas.height <= limit) return undefined;
+  let scale = Math.sqrt(limit / (canvas.width * canvas.height));
+  for (;;) {
+    const w = Math.max(1, Math.floor(width * scale));
+    const h = Math.max(1, Math.floor(height * scale));
+    const scaled = rotatedSize(w, h, degrees);
+    if (scaled.width * scaled.height <= limit || (w === 1 && h === 1)) return { width: w, height: h, scale: w / width };
+    scale *= 0.99;
+  }
+}
+
+async function planRotate(a: RotateArgs, ctx: OpContext): Promise<Planned> {
   let degrees = ((a.degrees % 360) + 360) % 360;
   if (Math.abs(degrees - Math.round(degrees)) < 1e-9) degrees = Math.round(degrees) % 360;
   const background = hasAlpha(ctx.decoded)
     ? { r: 255, g: 255, b: 255, alpha: 0 }
     : { r: 255, g: 255, b: 255, alpha: 1 };
+  const op = `rotate ${fmtNum(a.degrees)}°`;
+  // Like zoom, the canvas is held to maxOutputPixels; a right angle never needs more pixels than its
+  // source, which the store has already accepted, so the source's own size is always allowed.
+  const limit = Math.max(ctx.maxOutputPixels, ctx.decoded.width * ctx.decoded.height);
+  const fit = rotationScale(ctx.decoded.width, ctx.decoded.height, degrees, limit);
+  if (!fit) return { pipeline: fromRaw(ctx.decoded).rotate(degrees, { background }), op };
+  // Downscaled first, in a pipeline of its own, so the full-size canvas is never allocated.
+  const { data, info } = await fromRaw(ctx.decoded)
+    .resize(fit.width, fit.height, { fit: "fill", kernel: "lanczos3" })
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  const scaled: DecodedImage = { data, width: info.width, height: info.height, channels: info.channels as DecodedImage["channels"] };
   return {
-    pipeline: fromRaw(ctx.decoded).rotate(degrees, { background }),
-    op: `rotate ${fmtNum(a.degrees)}°`,
+    pipeline: fromRaw(scaled).rotate(degrees, { background }),
+    op: `${op} (scaled ×${Number(fit.scale.toPrecision(2))} to keep within ${limit.toLocaleString("en-US")} pixels: crop the part you need first to rotate it at full size)`,
   };
 }
 
@@ -604,7 +643,7 @@ function planResize(a: ResizeArgs, ctx: OpContext): Planned {
   return { pipeline, op: `resize ${outW}×${outH}` };
 }
 
-const PLANNERS: { [K in ImageToolName]: (args: z.infer<(typeof imageToolSchemas)[K]>, ctx: OpContext) => Planned } = {
+const PLANNERS: { [K in ImageToolName]: (args: z.infer<(typeof imageToolSchemas)[K]>, ctx: OpContext) => Planned | Promise<Planned> } = {
   crop: planCrop,
   zoom: planZoom,
   rotate: planRotate,
@@ -687,8 +726,8 @@ export async function runImageOp(
     coords: options.defaultCoords ?? DEFAULT_COORDS,
     maxOutputPixels: options.maxOutputPixels ?? DEFAULT_MAX_OUTPUT_PIXELS,
   };
-  const planner = PLANNERS[name] as (args: unknown, ctx: OpContext) => Planned;
-  const planned = planner(parsed, ctx);
+  const planner = PLANNERS[name] as (args: unknown, ctx: OpContext) => Planned | Promise<Planned>;
+  const planned = await planner(parsed, ctx);
   let pipeline = planned.pipeline;
   // sharp writes a grayscale source as three identical channels unless told otherwise.
   if (!planned.addsColour && decoded.channels <= 2) pipeline = pipeline.toColourspace("b-w");

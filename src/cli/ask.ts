@@ -2,12 +2,14 @@
 import { randomUUID } from "node:crypto";
 import type { Command } from "commander";
 import type { AgentEvent } from "../core/events.js";
-import { resolveConfig, resolveSecrets, type Coords, type LoupeConfig, type LoupeSecrets } from "../core/config.js";
+import { ENV_VARS, resolveConfig, resolveSecrets, type Coords, type LoupeConfig, type LoupeSecrets } from "../core/config.js";
 import { ModelServerError } from "../core/model.js";
+import type { FinalAnswer } from "../core/state.js";
+import { terminalText } from "../core/terminal.js";
 import { ask, RunError, RunPaused, type AskResult } from "../run/ask.js";
 import { withAgent } from "../run/session.js";
-import { oneLine, UsageError } from "./errors.js";
-import { continueCommand, decisionFromFlags, reportPause, type ReviewFlags } from "./review.js";
+import { EXIT_NO_ANSWER, EXIT_OK, oneLine, UsageError } from "./errors.js";
+import { checkThreadId, continueCommand, decisionFromFlags, reportPause, type ReviewFlags } from "./review.js";
 import { settingsFromSharedFlags, type RunFlags } from "./run-flags.js";
 import { abortOnInterrupt } from "./signals.js";
 
@@ -32,15 +34,18 @@ type Log = (line: string) => void;
 export async function runAsk(words: string[], flags: AskFlags, command: Command): Promise<void> {
   const question = words.join(" ").trim();
   if (!question && !flags.resume) throw new UsageError("give a question, or --resume ID to continue a run");
+  if (flags.thread !== undefined) checkThreadId("--thread", flags.thread);
+  if (flags.resume !== undefined) checkThreadId("--resume", flags.resume);
   const decision = decisionFromFlags(flags);
   const settings = resolveConfig(askSettings(flags));
+  if (!flags.resume) checkImageCount(flags.image, settings);
   const secrets = resolveSecrets({ apiKey: flags.apiKey });
   const threadId = flags.resume ?? flags.thread ?? randomUUID();
-  const log: Log | undefined = flags.quiet ? undefined : (line) => process.stderr.write(`${line}\n`);
+  const log: Log | undefined = flags.quiet ? undefined : (line) => process.stderr.write(`${terminalText(line)}\n`);
+  if (log) announce(log, { command, threadId, resumed: Boolean(flags.resume), settings, secrets });
   await withAgent(settings, secrets, async ({ agent }) => {
     const interrupt = abortOnInterrupt(() => new RunError("interrupted"));
     try {
-      if (log) announce(log, settings, secrets, flags.resume);
       const result = await ask(agent, {
         settings,
         question,
@@ -52,15 +57,16 @@ export async function runAsk(words: string[], flags: AskFlags, command: Command)
         signal: interrupt.signal,
       });
       printResult(result, Boolean(flags.json));
-      if (log && result.reason === "budget") log("loupe: the budget ran out; this is the model's best answer so far");
+      process.exitCode = reportEnding(result.reason, log);
     } catch (err) {
       if (err instanceof RunPaused) {
         process.exitCode = reportPause(err, command, settings, Boolean(flags.json));
         return;
       }
       // After a model-server outage or Ctrl-C the checkpoints hold everything so far: say how to continue.
-      const resumable = err instanceof ModelServerError || interrupt.signal.aborted;
-      throw new RunError(`${oneLine(err)}${resumable ? ` (everything done so far is saved; continue with: ${continueCommand(command, threadId)})` : ""}`);
+      // Any other error keeps its name, which decides the exit code (a busy thread is not a failed run).
+      if (!(err instanceof ModelServerError || interrupt.signal.aborted)) throw err;
+      throw new RunError(`${oneLine(err)} (everything done so far is saved; continue with: ${continueCommand(command, threadId)})`);
     } finally {
       interrupt.stop();
     }
@@ -80,9 +86,28 @@ function askSettings(flags: AskFlags): Partial<Record<keyof LoupeConfig, unknown
   };
 }
 
-/** The lines before the run starts: which thread is resumed, and a search setup that cannot work yet. */
-function announce(log: Log, settings: LoupeConfig, secrets: LoupeSecrets, resumed: string | undefined): void {
-  if (resumed) log(`loupe: resuming thread ${resumed}`);
+/** The run shows the model every input image at once; vLLM refuses a request with more than its limit, so refuse them now. */
+function checkImageCount(images: string[], settings: LoupeConfig): void {
+  const most = settings.maxImagesInContext;
+  if (images.length > most) {
+    throw new UsageError(`${images.length} input images, but a run shows the model at most ${most} (${ENV_VARS.maxImagesInContext}; match vLLM's --limit-mm-per-prompt)`);
+  }
+}
+
+interface Start {
+  command: Command;
+  threadId: string;
+  resumed: boolean;
+  settings: LoupeConfig;
+  secrets: LoupeSecrets;
+}
+
+/**
+ * The lines before the run starts, the first naming its thread (so even a run killed at once can be
+ * resumed), then a search setup that cannot work yet.
+ */
+function announce(log: Log, { command, threadId, resumed, settings, secrets }: Start): void {
+  log(resumed ? `loupe: resuming thread ${threadId}` : `loupe: thread ${threadId} (resume with: ${continueCommand(command, threadId)})`);
   if ((secrets.serperApiKey || secrets.serpapiApiKey) && !settings.publicImageBaseUrl && settings.searchCache !== "replay") {
     log("loupe: note: reverse image search (Lens) needs LOUPE_PUBLIC_IMAGE_BASE_URL, where `loupe serve-images` is reachable from the internet; until then image_search reports it to the model");
   }
@@ -90,8 +115,9 @@ function announce(log: Log, settings: LoupeConfig, secrets: LoupeSecrets, resume
 
 function shortArgs(args: Record<string, unknown> | null): string {
   if (!args) return "";
+  // Cleaned before the cut, which could otherwise leave half an escape sequence.
   const text = Object.entries(args)
-    .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
+    .map(([k, v]) => `${k}=${typeof v === "string" ? terminalText(v) : JSON.stringify(v)}`)
     .join(" ");
   return text.length > 90 ? `${text.slice(0, 87)}...` : text;
 }
@@ -120,13 +146,23 @@ function progressPrinter(log: Log): (event: AgentEvent) => void {
   };
 }
 
+/** The answer and its sources on stdout: the exact JSON with --json, else text cleaned for the terminal. */
 function printResult(result: AskResult, json: boolean): void {
   if (json) {
-    const { reason: _reason, ...out } = result;
-    process.stdout.write(`${JSON.stringify(out)}\n`);
+    process.stdout.write(`${JSON.stringify(result)}\n`);
     return;
   }
-  process.stdout.write(`${result.answer}\n`);
+  process.stdout.write(`${terminalText(result.answer)}\n`);
   const urls = result.citations.flatMap((c) => (c.type === "url" ? [c.url] : []));
-  if (urls.length) process.stdout.write(`\nSources:\n${urls.map((url) => `  ${url}`).join("\n")}\n`);
+  if (urls.length) process.stdout.write(`\nSources:\n${urls.map((url) => `  ${terminalText(url)}`).join("\n")}\n`);
+}
+
+/** What a run's ending adds once the answer is out: a note when a budget ran out, and the exit code. */
+function reportEnding(reason: FinalAnswer["reason"], log: Log | undefined): number {
+  if (reason === "no_answer") {
+    log?.(`loupe: the budget ran out and the model gave no answer (exit code ${EXIT_NO_ANSWER})`);
+    return EXIT_NO_ANSWER;
+  }
+  if (reason === "budget") log?.("loupe: the budget ran out; this is the model's best answer so far");
+  return EXIT_OK;
 }

@@ -1,11 +1,13 @@
 // How a `loupe` command fails: the usage error, the exit codes, and the one line printed for an error.
 
-/** Exit codes: 0 answered, 1 the run failed, 2 usage or configuration error, 3 paused for a person's review. */
+/** Exit codes: 0 answered, 1 the run failed, 2 usage or configuration error, 3 paused for a person's review, 4 no answer. */
 export const EXIT_OK = 0;
 export const EXIT_FAILED = 1;
 export const EXIT_USAGE = 2;
 /** The run paused for a person's review (nothing is lost; continue with a decision). */
 export const EXIT_PAUSED = 3;
+/** A budget ran out and the model gave no answer when asked for its last one (the output says so). */
+export const EXIT_NO_ANSWER = 4;
 
 /** A wrong flag or argument found while running a command (commander reports its own parse errors itself); exit code 2. */
 export class UsageError extends Error {
@@ -15,12 +17,21 @@ export class UsageError extends Error {
   }
 }
 
-/**
- * Errors whose whole message is written for the person at the terminal. Known by name, not by
- * class: importing the classes would load the model client, sharp and LangGraph for every
- * command, `loupe --help` included.
+/*
+ * Errors are known by name, not by class: importing the classes would load the model client,
+ * sharp and LangGraph for every command, `loupe --help` included.
  */
-const WRITTEN_FOR_PEOPLE = new Set(["ModelServerError", "ImageInputError", "ConfigError", "RunError"]);
+
+/** Errors the person can fix in the command or its settings, or by waiting (another process runs the thread): exit code 2. */
+const USAGE_ERRORS = new Set(["UsageError", "ConfigError", "ThreadBusyError"]);
+
+/** Errors whose whole message is written for the person at the terminal. */
+const WRITTEN_FOR_PEOPLE = new Set(["ModelServerError", "ImageInputError", "ConfigError", "RunError", "ThreadBusyError"]);
+
+/** The exit code for an error a command ended with. */
+export function exitCodeFor(err: unknown): number {
+  return err instanceof Error && USAGE_ERRORS.has(err.name) ? EXIT_USAGE : EXIT_FAILED;
+}
 
 /** What to print for an error: its message if it was written for people, else the first line of it. */
 export function oneLine(err: unknown): string {

@@ -5,9 +5,8 @@ import { commaList, LoupeConfigSchema, type LoupeConfig } from "../core/config.j
 import type { ImageStore } from "../core/images.js";
 import { OpenAICompatibleModel } from "../core/model.js";
 import { exportTrajectories, formatExportReport, type ExportFormat } from "../eval/export.js";
-import { readManifest } from "../eval/summary.js";
 import { UsageError } from "./errors.js";
-import { readerSettings, withStoredThreads } from "./stored-threads.js";
+import { readerSettings, runManifest, withStoredThreads } from "./stored-threads.js";
 
 /** `loupe export`'s flags as commander parses them. */
 export type ExportFlags = {
@@ -25,7 +24,7 @@ export async function runExport(runDir: string | undefined, flags: ExportFlags):
   const threads = (flags.threads ?? []).flatMap(commaList);
   if (!runDir && !threads.length) throw new UsageError("give a run directory or --threads ID...");
   if (runDir && threads.length) throw new UsageError("give either a run directory or --threads, not both");
-  const settings = readerSettings(flags.dataDir ?? (runDir ? readManifest(runDir).dataDir : undefined));
+  const settings = readerSettings(flags.dataDir ?? (runDir ? runManifest(runDir).dataDir : undefined));
   const report = await withStoredThreads(settings, (stored) =>
     exportTrajectories({
       runDir: runDir ? resolve(runDir) : undefined,

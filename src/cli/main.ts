@@ -1,12 +1,13 @@
 // The `loupe` command line: every command's flags and help, and `main`, which runs one. A command's code
 // is imported only when it runs, so `loupe --help` and the light commands do not load LangGraph, the model client or sharp.
 import { Command, Option } from "commander";
-import { ConfigError, COORDS, ENV_VARS, loadDotEnv } from "../core/config.js";
+import { COORDS, ENV_VARS, loadDotEnv } from "../core/config.js";
+import { terminalText } from "../core/terminal.js";
 import type { ExportFormat } from "../eval/export.js";
 import { FORMATS } from "../eval/items.js";
 import { collect, int } from "./args.js";
 import type { AskFlags } from "./ask.js";
-import { EXIT_FAILED, EXIT_OK, EXIT_PAUSED, EXIT_USAGE, oneLine, UsageError } from "./errors.js";
+import { EXIT_FAILED, EXIT_NO_ANSWER, EXIT_OK, EXIT_PAUSED, EXIT_USAGE, exitCodeFor, oneLine } from "./errors.js";
 import type { EvalFlags } from "./eval.js";
 import type { ExportFlags } from "./export.js";
 import { addDataDirFlag, addRunFlags, checkedBySchema } from "./run-flags.js";
@@ -33,7 +34,7 @@ Examples:
   loupe ask --resume 3f1c... --approve   # continue a paused run
 
 Exit codes: ${EXIT_OK} answered, ${EXIT_FAILED} the run failed, ${EXIT_USAGE} usage or configuration error, ${EXIT_PAUSED} paused for
-your review (the message says how to continue).`;
+your review (the message says how to continue), ${EXIT_NO_ANSWER} a budget ran out and the model gave no answer.`;
 
 const EVAL_HELP_AFTER = `
 Formats: ${FORMATS.join(", ")} (auto-detected from the file's extension and fields).
@@ -56,7 +57,7 @@ function declareAsk(program: Command): void {
     .option("--max-pixels <n>", `largest image sent to the model, in pixels (env ${ENV_VARS.maxPixels}; default 1048576)`, checkedBySchema("maxPixels"))
     .addOption(new Option("--coords <convention>", `default box convention for image tools (env ${ENV_VARS.coords}; default rel1000)`).choices(COORDS))
     .option("--no-stream", `do not stream model replies (env ${ENV_VARS.stream}=false)`)
-    .option("--thread <id>", "thread id for this run (default: a new UUID); printed with --json")
+    .option("--thread <id>", "thread id for this run, a name without /, \\, .. or control characters (default: a new UUID); the first line on stderr names it")
     .option("--resume <id>", "continue an interrupted, failed or paused run from its last checkpoint")
     .option("--approve", "with --resume: approve the plan or the calls a paused run waits for")
     .option("--deny [reason]", "with --resume: reject the plan (the agent works without one) or deny the calls (the model is told why)")
@@ -65,7 +66,7 @@ function declareAsk(program: Command): void {
     .option("--approve-search", `pause before each text_search or image_search call until you approve it (env ${ENV_VARS.approveSearch})`)
     .option("--approve-web-visit", `pause before each web_visit call until you approve it (env ${ENV_VARS.approveWebVisit})`);
   addDataDirFlag(command, { for: "ask" })
-    .option("--json", "print one JSON object on stdout: threadId, answer, citations, toolCalls, steps, images, usage")
+    .option("--json", "print one JSON object on stdout: threadId, answer, citations, toolCalls, steps, images, usage, reason")
     .option("-q, --quiet", "no progress on stderr")
     .addHelpText("after", ASK_HELP_AFTER)
     .action(async (words: string[], flags: AskFlags, self: Command) => {
@@ -203,6 +204,6 @@ function exitCodeOf(err: unknown): number {
   const code = (err as { code?: string } | undefined)?.code;
   if (code === "commander.helpDisplayed" || code === "commander.version" || code === "commander.help") return EXIT_OK;
   if (code?.startsWith("commander.")) return (err as { exitCode?: number }).exitCode ? EXIT_USAGE : EXIT_OK;
-  process.stderr.write(`loupe: ${oneLine(err)}\n`);
-  return err instanceof UsageError || err instanceof ConfigError ? EXIT_USAGE : EXIT_FAILED;
+  process.stderr.write(`loupe: ${terminalText(oneLine(err))}\n`);
+  return exitCodeFor(err);
 }

@@ -1,11 +1,12 @@
 // `loupe ask` and human-in-the-loop review: the decision flags, the message shown when a run pauses, and the exact commands to continue.
 import { describeIssues } from "../core/issues.js";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import type { Command } from "commander";
 import { ApprovalDecisionSchema, type ApprovalDecision } from "../../nodes/approval.js";
 import { formatPlan } from "../../nodes/first-turn.js";
 import type { LoupeConfig } from "../core/config.js";
+import { terminalText } from "../core/terminal.js";
 import type { RunPaused } from "../run/ask.js";
 import { EXIT_PAUSED, UsageError } from "./errors.js";
 
@@ -46,8 +47,26 @@ export function readPlanFile(path: string): NonNullable<ApprovalDecision["plan"]
   return parsed.data;
 }
 
+/** `value` as one word for a POSIX shell: as it is when only safe characters, else in single quotes. */
 function shellQuote(value: string): string {
   return /^[\w@%+=:,./-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * Refuses a thread id given with `flag` that is not a plain name. An id names its plan file
+ * (`<data-dir>/plans/<id>.json`) and is printed in commands to paste: no path parts, no controls.
+ */
+export function checkThreadId(flag: "--thread" | "--resume", id: string): void {
+  if (id === "") throw new UsageError(`${flag}: a thread id cannot be empty`);
+  if (/[/\\\u0000-\u001f\u007f-\u009f]|\.\./.test(id)) {
+    throw new UsageError(`${flag} ${JSON.stringify(id)}: a thread id is a name; "/", "\\", ".." and control characters are not allowed`);
+  }
+}
+
+/** Where a paused run's plan is written for editing: in the data directory's plans folder, never outside it. */
+function planFile(dataDir: string, threadId: string): string {
+  checkThreadId("--resume", threadId);
+  return join(resolve(dataDir), "plans", `${threadId}.json`);
 }
 
 /**
@@ -56,7 +75,7 @@ function shellQuote(value: string): string {
  */
 export function continueCommand(command: Command, threadId: string): string {
   const skip = new Set(["image", "thread", "resume", "approve", "deny", "editPlan", "apiKey"]);
-  const parts = ["loupe", "ask", "--resume", threadId];
+  const parts = ["loupe", "ask", "--resume", shellQuote(threadId)];
   for (const option of command.options) {
     const key = option.attributeName();
     if (skip.has(key) || command.getOptionValueSource(key) !== "cli") continue;
@@ -75,8 +94,8 @@ export function reportPause(paused: RunPaused, command: Command, settings: Loupe
   const commands: Record<string, string> = { approve: `${base} --approve`, deny: `${base} --deny 'why (optional)'` };
   const lines: string[] = [];
   if (request.type === "plan_review") {
-    const file = join(resolve(settings.dataDir), "plans", `${paused.threadId}.json`);
-    mkdirSync(join(resolve(settings.dataDir), "plans"), { recursive: true });
+    const file = planFile(settings.dataDir, paused.threadId);
+    mkdirSync(dirname(file), { recursive: true });
     writeFileSync(file, `${JSON.stringify(request.plan, null, 2)}\n`);
     commands.editPlan = `${base} --edit-plan ${shellQuote(file)}`;
     lines.push(`loupe: paused: review the plan for thread ${paused.threadId} before the agent acts on it:`);
@@ -89,7 +108,7 @@ export function reportPause(paused: RunPaused, command: Command, settings: Loupe
   }
   if (request.problem) lines.unshift(`loupe: the last decision could not be used: ${request.problem}`);
   lines.push(`(exit code ${EXIT_PAUSED}: the run is paused; everything so far is saved)`);
-  process.stderr.write(`${lines.join("\n")}\n`);
+  process.stderr.write(`${terminalText(lines.join("\n"))}\n`);
   if (json) process.stdout.write(`${JSON.stringify({ threadId: paused.threadId, status: "paused", review: request, continue: commands })}\n`);
   return EXIT_PAUSED;
 }

@@ -12,6 +12,19 @@ export type Coords = (typeof COORDS)[number];
 /** The largest budgets a run may set (also what the served graph's step limit allows for). */
 export const BUDGET_LIMITS = { maxToolCalls: 1000, maxTurns: 2000 } as const;
 
+function parsedUrl(text: string): URL | undefined {
+  try {
+    return new URL(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function hasCredentials(text: string): boolean {
+  const url = parsedUrl(text);
+  return Boolean(url && (url.username || url.password));
+}
+
 /**
  * Loupe's settings: the process's (from flags, environment and defaults) and a run's (RunContextSchema picks those).
  * Secrets (API keys) are deliberately not here: they come from the environment or flags
@@ -20,7 +33,9 @@ export const BUDGET_LIMITS = { maxToolCalls: 1000, maxTurns: 2000 } as const;
 export const LoupeConfigSchema = z.object({
   modelUrl: z
     .string()
-    .url()
+    .url({ protocol: /^https?$/, error: "needs an http(s) URL, e.g. http://localhost:8000/v1" })
+    // The URL is printed in progress lines and errors and recorded with evaluation runs: keys go apart.
+    .refine((url) => !hasCredentials(url), "must not hold credentials (user:password@); give the model server's key with LOUPE_API_KEY (or --api-key) instead")
     .default("http://localhost:8000/v1")
     .describe("Base URL of the OpenAI-compatible model server (vLLM), including /v1"),
   modelUrlAllow: z
@@ -300,7 +315,7 @@ export function resolveConfig(
     const source = (path: readonly PropertyKey[]) => (explicit[keyOf(path)] !== undefined ? `--${kebab(keyOf(path))}` : ENV_VARS[keyOf(path)]);
     const got = (path: readonly PropertyKey[]) => {
       const key = keyOf(path);
-      return ` (got ${JSON.stringify(key === "databaseUrl" ? redactDatabaseUrl(String(given[key])) : given[key])})`;
+      return ` (got ${JSON.stringify(key === "databaseUrl" ? redactDatabaseUrl(String(given[key])) : withoutPassword(given[key]))})`;
     };
     throw new ConfigError(`invalid configuration: ${describeIssues(parsed.error.issues, { path: source, after: got })}`);
   }
@@ -333,6 +348,14 @@ export function redactDatabaseUrl(url: string): string {
     if (/pass/i.test(name)) parsed.searchParams.delete(name);
   }
   return parsed.href;
+}
+
+/** A value fit for messages: a URL's password replaced by "***"; anything else as it is. */
+function withoutPassword(value: unknown): unknown {
+  const url = typeof value === "string" ? parsedUrl(value) : undefined;
+  if (!url?.password) return value;
+  url.password = "***";
+  return url.href;
 }
 
 export function kebab(key: string): string {

@@ -1,9 +1,9 @@
 // guardedFetch: the SSRF guard (literal addresses, resolved names, redirects), pinning, and the size and time caps.
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { createConnection, type AddressInfo } from "node:net";
 import { gzipSync } from "node:zlib";
 import { afterEach, describe, expect, it } from "vitest";
-import { BlockedAddressError, FetchError, blockedAddressReason, guardedFetch, type HostResolver } from "./http.js";
+import { BlockedAddressError, FetchError, blockedAddressReason, guardedFetch, type GuardedFetchOptions, type HostResolver } from "./http.js";
 
 interface TestServer {
   port: number;
@@ -26,12 +26,29 @@ async function serve(handler: (req: IncomingMessage, res: ServerResponse) => voi
   return { port, origin: `http://127.0.0.1:${port}`, host: `127.0.0.1:${port}`, requests };
 }
 
+/** Connections a test's connection layer refused: any at the end of a test fails it. */
+const attempted: string[] = [];
+
 afterEach(async () => {
   for (const server of servers.splice(0)) {
     server.closeAllConnections();
     await new Promise((resolve) => server.close(resolve));
   }
+  expect(attempted.splice(0), "connections attempted past the guard").toEqual([]);
 });
+
+/**
+ * The connection layer for tests that name addresses off this machine: it connects only to this
+ * file's loopback servers (`ports`) and fails every other use, so even a broken guard sends nothing.
+ */
+function loopbackOnly(...ports: number[]): NonNullable<GuardedFetchOptions["createConnection"]> {
+  return (options) => {
+    const { host, port } = options as { host?: string; port?: number | string };
+    if (host === "127.0.0.1" && ports.includes(Number(port))) return createConnection(options as never);
+    attempted.push(`${host}:${port}`);
+    throw new Error(`test connection layer: refused a connection to ${host}:${port}`);
+  };
+}
 
 /** A resolver that answers from a table and counts its calls, so no test touches real DNS. */
 function resolver(table: Record<string, string[]>): HostResolver & { calls: string[] } {
@@ -45,8 +62,8 @@ function resolver(table: Record<string, string[]>): HostResolver & { calls: stri
   return Object.assign(lookup, { calls });
 }
 
-async function refusal(url: string, options: Parameters<typeof guardedFetch>[1] = {}): Promise<BlockedAddressError> {
-  const err = await guardedFetch(url, { timeoutMs: 2000, ...options }).then(
+async function refusal(url: string, options: GuardedFetchOptions = {}): Promise<BlockedAddressError> {
+  const err = await guardedFetch(url, { timeoutMs: 2000, createConnection: loopbackOnly(), ...options }).then(
     () => undefined,
     (e: unknown) => e,
   );
@@ -117,7 +134,7 @@ describe("guardedFetch refuses non-public addresses", () => {
 
   it("refuses schemes other than http and https", async () => {
     for (const url of ["file:///etc/passwd", "ftp://example.com/x", "gopher://127.0.0.1/"]) {
-      const err = await guardedFetch(url).catch((e: unknown) => e as FetchError);
+      const err = await guardedFetch(url, { createConnection: loopbackOnly() }).catch((e: unknown) => e as FetchError);
       expect(err).toBeInstanceOf(FetchError);
       expect((err as FetchError).kind).toBe("url");
     }
@@ -130,6 +147,15 @@ describe("guardedFetch refuses non-public addresses", () => {
     expect(blockedAddressReason("64:ff9b::a9fe:a9fe")).toContain("cloud metadata");
     expect(blockedAddressReason("fd00:ec2::254")).toContain("cloud metadata");
     expect(blockedAddressReason("100.100.100.200")).toContain("cloud metadata");
+  });
+});
+
+describe("the connection layer of these tests", () => {
+  it("stops a request to a non-loopback address that the guard lets through, and reports it", async () => {
+    const err = await guardedFetch("http://192.168.1.1/", { allowHosts: ["192.168.1.1"], timeoutMs: 2000, createConnection: loopbackOnly() }).catch((e: unknown) => e);
+    expect((err as FetchError).kind).toBe("network");
+    expect((err as FetchError).detail).toContain("test connection layer: refused a connection to 192.168.1.1:80");
+    expect(attempted.splice(0)).toEqual(["192.168.1.1:80"]);
   });
 });
 
@@ -166,7 +192,7 @@ describe("guardedFetch with an allowed host", () => {
     const redirecting = await serve((_req, res) => res.writeHead(302, { location }).end());
     location = target.replace("{port}", String(redirecting.port));
     const lookup = resolver({ "intranet.example.com": ["192.168.7.7"] });
-    const err = await refusal(`${redirecting.origin}/start`, { allowHosts: [redirecting.host], lookup });
+    const err = await refusal(`${redirecting.origin}/start`, { allowHosts: [redirecting.host], lookup, createConnection: loopbackOnly(redirecting.port) });
     expect(err.message).toContain(why);
     expect(err.url).toBe(new URL(location).href);
     expect(redirecting.requests).toHaveLength(1);
@@ -251,7 +277,7 @@ describe("guardedFetch limits", () => {
   });
 
   it("times out a resolver that hangs", async () => {
-    const err = await guardedFetch("http://slow.example.com/", { timeoutMs: 200, lookup: () => new Promise(() => {}) }).catch((e: FetchError) => e);
+    const err = await guardedFetch("http://slow.example.com/", { timeoutMs: 200, lookup: () => new Promise(() => {}), createConnection: loopbackOnly() }).catch((e: FetchError) => e);
     expect((err as FetchError).kind).toBe("timeout");
   });
 

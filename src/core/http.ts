@@ -1,6 +1,6 @@
 // The one HTTP fetch wrapper for anything from the open web: SSRF guard after DNS on every hop, pinned connections, size and time caps.
 import { lookup as dnsLookup } from "node:dns/promises";
-import { request as httpRequest, type IncomingMessage } from "node:http";
+import { request as httpRequest, type IncomingMessage, type RequestOptions } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { BlockList, isIP, type LookupFunction } from "node:net";
 import { createBrotliDecompress, createGunzip, createInflate } from "node:zlib";
@@ -26,6 +26,8 @@ export interface GuardedFetchOptions {
   allowHosts?: string[];
   /** Resolves a host name to every address it has; the default is the system resolver. */
   lookup?: HostResolver;
+  /** Opens the connection of each request (node's `createConnection`); the default is a plain TCP/TLS connect. For tests. */
+  createConnection?: RequestOptions["createConnection"];
 }
 
 export interface FetchedResource {
@@ -235,10 +237,12 @@ interface Hop {
   abort: () => void;
 }
 
-function requestOnce(url: URL, addresses: ResolvedAddress[], headers: Record<string, string>, signal: AbortSignal): Promise<Hop> {
+function requestOnce(url: URL, addresses: ResolvedAddress[], headers: Record<string, string>, signal: AbortSignal, createConnection: GuardedFetchOptions["createConnection"]): Promise<Hop> {
   const send = url.protocol === "https:" ? httpsRequest : httpRequest;
   return new Promise((resolve, reject) => {
-    const req = send(url, { method: "GET", headers, lookup: pinnedLookup(addresses), agent: false, signal });
+    // Node uses a request's own createConnection only when it has no agent.
+    const connection = createConnection ? { createConnection } : { agent: false as const };
+    const req = send(url, { method: "GET", headers, lookup: pinnedLookup(addresses), signal, ...connection });
     req.once("response", (res) => resolve({ res, abort: () => req.destroy() }));
     req.once("error", reject);
     req.end();
@@ -287,7 +291,7 @@ async function openHop(current: URL, headers: Record<string, string>, options: G
   }
   const addresses = await untilAborted(checkedAddresses(current, options), signal);
   try {
-    return await requestOnce(current, addresses, headers, signal);
+    return await requestOnce(current, addresses, headers, signal, options.createConnection);
   } catch (err) {
     if (signal.aborted) throw err;
     throw new FetchError("network", href, describeNetworkError(err));

@@ -16,6 +16,14 @@ export interface StoredImage {
   height: number;
 }
 
+/** What an image's header says, checked against the store's pixel limit. */
+export interface ProbedImage {
+  mime: ImageMime;
+  width: number;
+  height: number;
+  orientation?: number;
+}
+
 export interface DecodedImage {
   data: Buffer;
   width: number;
@@ -46,6 +54,13 @@ const FORMAT_MIME: Record<string, ImageMime> = {
 };
 
 export const DEFAULT_MAX_INPUT_PIXELS = 200_000_000;
+
+/**
+ * The input images of one question may hold at most this many times the per-image limit
+ * (LOUPE_MAX_INPUT_PIXELS) together: each is decoded in full for its crops, so without a total a
+ * request of many images just under the limit holds gigabytes of pixels at once.
+ */
+export const INPUT_PIXELS_TOTAL_FACTOR = 2;
 
 /**
  * Where image bytes are kept beyond this machine (Postgres with LOUPE_DATABASE_URL), so a worker
@@ -93,11 +108,18 @@ export class ImageStore {
     return join(this.dir, image.sha256.slice(0, 2), `${image.sha256}.${EXT[image.mime]}`);
   }
 
-  /** Reads an image's size and format, refusing what is not an image or is too large to decode. */
-  async probe(bytes: Buffer): Promise<{ mime: ImageMime; width: number; height: number; orientation?: number }> {
+  /** Most pixels the input images of one question may hold together. */
+  get maxTotalInputPixels(): number {
+    return INPUT_PIXELS_TOTAL_FACTOR * this.maxInputPixels;
+  }
+
+  /** Reads an image's size and format from its header, refusing what is not an image or is too large to decode. */
+  async probe(bytes: Buffer): Promise<ProbedImage> {
     let meta: Awaited<ReturnType<ReturnType<typeof sharp>["metadata"]>>;
     try {
-      meta = await sharp(bytes, { limitInputPixels: this.maxInputPixels }).metadata();
+      // The header only: nothing is decoded, so the size is checked here, with a message saying it,
+      // rather than by sharp's own limit (whose "Input image exceeds pixel limit" would win).
+      meta = await sharp(bytes, { limitInputPixels: false }).metadata();
     } catch (err) {
       throw new ImageInputError(`not a readable image (${(err as Error).message})`);
     }
@@ -117,11 +139,24 @@ export class ImageStore {
   }
 
   /**
+   * Refuses the input images of one question, from their headers (before any is decoded), when
+   * together they hold more than maxTotalInputPixels.
+   */
+  checkTotalInputPixels(images: ReadonlyArray<Pick<ProbedImage, "width" | "height">>): void {
+    const total = images.reduce((sum, image) => sum + image.width * image.height, 0);
+    if (total <= this.maxTotalInputPixels) return;
+    const times = INPUT_PIXELS_TOTAL_FACTOR === 2 ? "twice" : `${INPUT_PIXELS_TOTAL_FACTOR} times`;
+    throw new ImageInputError(
+      `the ${images.length} input images hold ${total.toLocaleString("en-US")} pixels in all, over the limit of ${this.maxTotalInputPixels.toLocaleString("en-US")} pixels for one question (${times} LOUPE_MAX_INPUT_PIXELS); send fewer or smaller images, or raise LOUPE_MAX_INPUT_PIXELS`,
+    );
+  }
+
+  /**
    * Adds a user-supplied image: validates it, applies its EXIF orientation so the pixels the
    * model sees are upright, and stores it.
    */
-  async ingest(bytes: Buffer): Promise<StoredImage> {
-    const probed = await this.probe(bytes);
+  async ingest(bytes: Buffer, probed?: ProbedImage): Promise<StoredImage> {
+    probed ??= await this.probe(bytes);
     if (probed.orientation && probed.orientation !== 1) {
       const oriented = sharp(bytes, { limitInputPixels: this.maxInputPixels }).rotate();
       const out =

@@ -89,6 +89,7 @@ function statusOf(err: unknown): number | undefined {
 
 /** Errors worth retrying: no answer, a cut stream, overload (429) and server faults (5xx). */
 function isRetryable(err: unknown): boolean {
+  if (notChatCompletionIn(err)) return false;
   const status = statusOf(err);
   if (status === undefined) return true;
   return status === 408 || status === 409 || status === 425 || status === 429 || status >= 500;
@@ -106,6 +107,106 @@ class RequestTimeoutError extends Error {
     super(`no complete reply within ${ms} ms`);
     this.name = "RequestTimeoutError";
   }
+}
+
+/**
+ * The server answered, but not in the chat-completions protocol (a web page, another API, a garbled
+ * stream). Retrying cannot help; the message says what came back and what to check.
+ */
+class NotChatCompletionError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "NotChatCompletionError";
+  }
+}
+
+function notChatCompletionIn(err: unknown): NotChatCompletionError | undefined {
+  for (let e = err, depth = 0; e && depth < 6; e = (e as { cause?: unknown }).cause, depth++) {
+    if (e instanceof NotChatCompletionError) return e;
+  }
+  return undefined;
+}
+
+const CHECK_MODEL_URL = "check --model-url points at the OpenAI-compatible /v1 base (e.g. http://localhost:8000/v1)";
+
+/**
+ * A fetch for ChatOpenAI that checks a 200 answer is a chat completion before the SDK reads it: JSON
+ * with `choices`, or a stream of server-sent events whose every data field is JSON. Otherwise the SDK
+ * fails on `choices` of undefined, or logs the stream's lines to stderr and throws a bare SyntaxError.
+ */
+function chatCompletionFetch(url: string, streaming: boolean): typeof fetch {
+  const what = streaming ? "a chat completion stream" : "a chat completion";
+  const notIt = (got: string) => new NotChatCompletionError(`model server at ${url} answered 200 but not with ${what} (got ${got}); ${CHECK_MODEL_URL}`);
+  return async (input, init) => {
+    const res = await fetch(input, init);
+    if (!res.ok) return res;
+    const type = (res.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+    if (streaming && type === "text/event-stream" && res.body) {
+      const checked = res.body.pipeThrough(serverSentEventCheck(url));
+      return new Response(checked, { status: res.status, statusText: res.statusText, headers: res.headers });
+    }
+    if (!streaming && type.endsWith("json")) {
+      const text = await res.text();
+      if (Array.isArray(parsedOrUndefined<{ choices?: unknown }>(text)?.choices)) {
+        return new Response(text, { status: res.status, statusText: res.statusText, headers: res.headers });
+      }
+      throw notIt(`${type} without "choices"`);
+    }
+    await res.body?.cancel().catch(() => {});
+    throw notIt(type || "no content type");
+  };
+}
+
+function parsedOrUndefined<T>(text: string): T | undefined {
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Passes a server-sent event stream through unchanged, failing it at the first event whose data is
+ * neither JSON nor [DONE], before the SDK sees that event (an event is complete at its blank line).
+ */
+function serverSentEventCheck(url: string): TransformStream<Uint8Array, Uint8Array> {
+  const decoder = new TextDecoder();
+  let partial = "";
+  let data: string[] = [];
+  let events = 0;
+  /** The problem with the lines completed so far, or null when every finished event was JSON. */
+  const check = (text: string, end: boolean): string | null => {
+    let all = partial + text;
+    // A chunk ending in \r may be half of a \r\n: that line ends in the next chunk.
+    const held = !end && all.endsWith("\r") ? "\r" : "";
+    if (held) all = all.slice(0, -1);
+    const lines = all.split(/\r\n|\r|\n/);
+    partial = end ? "" : lines.pop()! + held;
+    if (end) lines.push("");
+    for (const line of lines) {
+      if (line.startsWith("data:")) data.push(line.slice(line.startsWith("data: ") ? 6 : 5));
+      else if (line === "" && data.length) {
+        events++;
+        const payload = data.join("\n");
+        data = [];
+        if (payload !== "[DONE]" && parsedOrUndefined(payload) === undefined) return `event ${events} is not JSON`;
+      }
+    }
+    return null;
+  };
+  const fail = (problem: string) =>
+    new NotChatCompletionError(`model server at ${url} sent a malformed chat completion stream (${problem}); ${CHECK_MODEL_URL}`);
+  return new TransformStream({
+    transform(chunk, controller) {
+      const problem = check(decoder.decode(chunk, { stream: true }), false);
+      if (problem) controller.error(fail(problem));
+      else controller.enqueue(chunk);
+    },
+    flush(controller) {
+      const problem = check(decoder.decode(), true);
+      if (problem) controller.error(fail(problem));
+    },
+  });
 }
 
 /** The specs of the named tools, with boxes described in the given convention (tools/index.ts's toolSpecs). */
@@ -213,11 +314,17 @@ export class OpenAICompatibleModel implements ModelClient {
           if (!isRetryable(err)) throw new AbortError(err);
           throw err;
         }
-        return (await res.json()) as { data?: Array<{ id?: string }> };
+        const list = parsedOrUndefined<{ data?: Array<{ id?: string }> }>(await res.text());
+        if (!list || typeof list !== "object") {
+          const type = (res.headers.get("content-type") ?? "").split(";")[0]!.trim() || "no content type";
+          throw new AbortError(new NotChatCompletionError(`model server at ${this.url} answered 200 but not with a model list (GET /models: got ${type}); ${CHECK_MODEL_URL}`));
+        }
+        return list;
       },
       // A server that is down when a run starts is most likely not there at all: fail fast.
       { ...this.retryOptions(), retries: Math.min(this.config.retries, 1) },
     ).catch((err: unknown) => {
+      if (err instanceof NotChatCompletionError) throw new ModelServerError(this.url, err.message);
       const status = (err as { status?: number }).status;
       if (status === 401 || status === 403) {
         throw new ModelServerError(
@@ -271,7 +378,7 @@ export class OpenAICompatibleModel implements ModelClient {
     return createOfflineChatOpenAI({
       model,
       apiKey: this.apiKey,
-      configuration: { baseURL: this.url },
+      configuration: { baseURL: this.url, fetch: chatCompletionFetch(this.url, streaming) },
       temperature: this.config.temperature,
       maxTokens: this.config.maxTokens,
       maxRetries: 0,
@@ -312,6 +419,8 @@ export class OpenAICompatibleModel implements ModelClient {
       return await pRetry(attempt, this.retryOptions(options.onRetry, options.signal));
     } catch (err) {
       if (options.signal?.aborted) throw err;
+      const notChat = notChatCompletionIn(err);
+      if (notChat) throw new ModelServerError(this.url, notChat.message);
       const status = statusOf(err);
       const attempts = isRetryable(err) ? this.config.retries + 1 : 1;
       const what = status !== undefined ? `HTTP ${status}: ${describeError(err)}` : describeError(err);
@@ -328,19 +437,22 @@ export class OpenAICompatibleModel implements ModelClient {
     call: CallOptions,
     signal: AbortSignal,
   ): Promise<Omit<ModelReply, "ms">> {
-    const stream = await this.chat(model, true).stream(messages, { ...call, signal, ...sessionOptions() });
-    // The reply is gathered from the chunks' own fields: merging every chunk into one message
-    // (AIMessageChunk.concat) re-parses the partial tool-call JSON on each chunk, quadratic in its length.
+    // The chunks are read from the model's own stream, not through stream(): that wrapper merges
+    // every chunk into the one before (for its callbacks), and each merge re-parses the whole partial
+    // tool-call JSON, so a reply with long arguments cost time quadratic in their length. The reply
+    // is gathered from the chunks' own fields, in time linear in its length.
+    const stream = this.chat(model, true)._streamResponseChunks(messages, { ...call, signal, ...sessionOptions() } as never);
     let content = "";
     let finishReason: string | null = null;
     let usage: AIMessageChunk["usage_metadata"];
     let chunks = 0;
     const toolCallChunks: NonNullable<AIMessageChunk["tool_call_chunks"]> = [];
-    for await (const chunk of stream) {
+    for await (const generation of stream) {
+      const chunk = generation.message as AIMessageChunk;
       chunks++;
       if (typeof chunk.content === "string") content += chunk.content;
       if (chunk.tool_call_chunks?.length) toolCallChunks.push(...chunk.tool_call_chunks);
-      const finish = chunk.response_metadata?.finish_reason as string | undefined;
+      const finish = (generation.generationInfo?.finish_reason ?? chunk.response_metadata?.finish_reason) as string | undefined;
       if (finish) finishReason = finish;
       if (chunk.usage_metadata) usage = chunk.usage_metadata;
     }
@@ -351,7 +463,8 @@ export class OpenAICompatibleModel implements ModelClient {
       const index = typeof c.index === "number" ? c.index : i;
       const prev = byIndex.get(index);
       byIndex.set(index, {
-        id: prev?.id || c.id || `call_${index}`,
+        // The model's id as sent, even empty: parseReply gives Loupe's own ids, the conversation keeps these.
+        id: prev?.id || c.id || "",
         name: (prev?.name ?? "") + (prev?.name && c.name === prev.name ? "" : (c.name ?? "")),
         arguments: (prev?.arguments ?? "") + (c.args ?? ""),
       });
@@ -377,7 +490,7 @@ export class OpenAICompatibleModel implements ModelClient {
     const raw = (msg.additional_kwargs?.tool_calls ?? []) as Array<{ id?: string; function?: { name?: string; arguments?: string } }>;
     return {
       content: typeof msg.content === "string" ? msg.content : "",
-      toolCalls: raw.map((c, i) => ({ id: c.id ?? `call_${i}`, name: c.function?.name ?? "", arguments: c.function?.arguments ?? "" })),
+      toolCalls: raw.map((c) => ({ id: c.id ?? "", name: c.function?.name ?? "", arguments: c.function?.arguments ?? "" })),
       finishReason: (msg.response_metadata?.finish_reason as string | undefined) ?? "stop",
       usage: {
         promptTokens: msg.usage_metadata?.input_tokens ?? 0,

@@ -90,13 +90,18 @@ export class LoupeDatabase {
   /** The URL without its password, for messages. */
   readonly where: string;
   private schema?: Promise<void>;
+  private readonly connectTimeoutMs: number;
 
-  constructor(url: string, options: LoupeDatabaseOptions = {}) {
+  constructor(
+    private readonly url: string,
+    options: LoupeDatabaseOptions = {},
+  ) {
     this.where = redactDatabaseUrl(url);
+    this.connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
     this.pool = new pg.Pool({
       connectionString: url,
       max: Math.max(2, options.maxConnections ?? 8),
-      connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
+      connectionTimeoutMillis: this.connectTimeoutMs,
     });
     // An idle connection dropped by the server must not crash the process; the next query reconnects.
     this.pool.on("error", () => {});
@@ -114,6 +119,18 @@ export class LoupeDatabase {
   async query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values: unknown[] = []): Promise<pg.QueryResult<R>> {
     await this.ready();
     return this.guard(() => this.pool.query<R>(text, values));
+  }
+
+  /**
+   * A connection of its own, outside the pool, for session state held as long as a run (a thread's
+   * advisory lock, which the server frees when the connection closes). The caller ends it.
+   */
+  async connectSession(applicationName: string): Promise<pg.Client> {
+    const client = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: this.connectTimeoutMs, application_name: applicationName });
+    // A connection dropped by the server must not crash the process.
+    client.on("error", () => {});
+    await this.guard(() => client.connect());
+    return client;
   }
 
   /** Closes the pool; never throws. */

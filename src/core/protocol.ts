@@ -84,6 +84,12 @@ export interface ImageRefWithModelView {
 /** One executed (or refused) call, ready to be shown to the model. */
 export interface CallObservation {
   call: PendingCall;
+  /**
+   * The id the assistant turn carries for this call, which its tool message answers; default
+   * `call.callId`. They differ when the model repeated an id or left it empty (see uniqueCallIds):
+   * the tool message then repeats the model's id, and the server pairs calls and results by order.
+   */
+  toolCallId?: string;
   text: string;
   images: ImageRefWithModelView[];
 }
@@ -105,7 +111,7 @@ export function observationTurns(dialect: Dialect, observations: CallObservation
   if (dialect === "tools") {
     const turns: Turn[] = observations.map((o) => ({
       role: "tool" as const,
-      toolCallId: o.call.callId,
+      toolCallId: o.toolCallId ?? o.call.callId,
       text: neutralizeTags(o.text),
     }));
     const parts: Part[] = [];
@@ -216,7 +222,7 @@ export function parseReply(dialect: Dialect, raw: ModelReply, turnIndex: number)
     );
   }
   if (dialect === "tools" && raw.toolCalls.length > 0) {
-    return { reply: { kind: "calls", think }, turn, calls: raw.toolCalls };
+    return { reply: { kind: "calls", think }, turn, calls: uniqueCallIds(raw.toolCalls, turnIndex) };
   }
   if (content.trim() === "") {
     return malformed(
@@ -252,6 +258,24 @@ export function parseReply(dialect: Dialect, raw: ModelReply, turnIndex: number)
     return malformed("your reply contained only thinking. Call a tool, or give the final answer inside <answer>…</answer>.");
   }
   return { reply: { kind: "answer", think, answer: plain }, turn, calls: [] };
+}
+
+/**
+ * A turn's calls with ids Loupe can tell apart: an id the model left empty or gave to more than one
+ * call becomes `<id or "call">_<turn>_<index>`. Only Loupe's bookkeeping uses these (results, events,
+ * approvals); the assistant turn keeps the model's ids so the next request extends this one byte for byte.
+ */
+export function uniqueCallIds(calls: RawToolCall[], turnIndex: number): RawToolCall[] {
+  const counts = new Map<string, number>();
+  for (const c of calls) counts.set(c.id, (counts.get(c.id) ?? 0) + 1);
+  const taken = new Set(calls.filter((c) => c.id && counts.get(c.id) === 1).map((c) => c.id));
+  return calls.map((c, i) => {
+    if (taken.has(c.id)) return c;
+    let id = `${c.id || "call"}_${turnIndex}_${i}`;
+    while (taken.has(id)) id += "_";
+    taken.add(id);
+    return { ...c, id };
+  });
 }
 
 /** The calls of a tags-dialect reply's <tool_call> blocks, or what is wrong with them. */

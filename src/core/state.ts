@@ -149,8 +149,12 @@ export type Citation = z.infer<typeof CitationSchema>;
 export const FinalAnswerSchema = z.object({
   answer: z.string(),
   citations: z.array(CitationSchema),
-  /** answered: the model gave an answer; budget: a budget ran out and the model was asked once more. */
-  reason: z.enum(["answered", "budget"]),
+  /**
+   * answered: the model gave an answer; budget: a budget ran out and the model, asked once more,
+   * wrote an answer; no_answer: a budget ran out and the model wrote none (only thinking or tool
+   * calls), so `answer` is a statement saying so.
+   */
+  reason: z.enum(["answered", "budget", "no_answer"]),
 });
 export type FinalAnswer = z.infer<typeof FinalAnswerSchema>;
 

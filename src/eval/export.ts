@@ -8,7 +8,8 @@ import { planModePrompt, systemPrompt } from "../core/protocol.js";
 import type { Part, PlanStep, Turn } from "../core/state.js";
 import { imageStats } from "../../tools/image-ops.js";
 import { toolSpecs } from "../../tools/index.js";
-import { readManifest, readResults, writeAtomic, type ResultRow } from "./summary.js";
+import { outputTarget, writeAtomic } from "./output-file.js";
+import { readManifest, readResults, type ResultRow } from "./summary.js";
 import { iou, readThreadState, regionInRoot, toTrajectory, type ThreadReader, type TrajImage, type Trajectory } from "./trajectory.js";
 
 export const EXPORT_FORMATS = ["r1v4", "sharegpt", "messages", "plan"] as const;
@@ -346,9 +347,17 @@ async function render(format: ExportFormat, traj: Trajectory, source: Source, fi
   };
 }
 
+/** The filter report written beside an export: `sft.jsonl` → `sft.filter.json`. */
+function filterReportPath(out: string): string {
+  return `${out.replace(/\.jsonl?$/i, "")}.filter.json`;
+}
+
 /** Exports trajectories as JSONL with their images beside it; applies the consistency filters when asked. */
 export async function exportTrajectories(options: ExportOptions): Promise<ExportReport> {
   const out = resolve(options.out);
+  // Refused before any work (and before the images directory beside it is made): a pipe, device or directory.
+  outputTarget(out);
+  outputTarget(filterReportPath(out));
   mkdirSync(dirname(out), { recursive: true });
   let sources: Source[];
   const notApplied: ExportReport["notApplied"] = {};
@@ -400,7 +409,7 @@ export async function exportTrajectories(options: ExportOptions): Promise<Export
   }
   writeAtomic(out, lines.length ? `${lines.join("\n")}\n` : "");
   const report: ExportReport = { out, imagesDir: files.dir, considered: sources.length, exported: lines.length, removed, notApplied, missing, rejections };
-  writeAtomic(out.replace(/\.jsonl?$/i, "") + ".filter.json", `${JSON.stringify(report, null, 2)}\n`);
+  writeAtomic(filterReportPath(out), `${JSON.stringify(report, null, 2)}\n`);
   return report;
 }
 

@@ -10,11 +10,11 @@ import {
   readSummary,
   REPORT_FILE,
   summarizeResults,
-  writeAtomic,
   type EvalSummary,
   type ResultRow,
   type RunManifest,
 } from "./summary.js";
+import { writeAtomic } from "./output-file.js";
 import { readThreadState, toTrajectory, type ThreadReader, type TrajImage, type Trajectory } from "./trajectory.js";
 
 export interface ReportSources {

@@ -26,12 +26,12 @@ import {
   RESULTS_FILE,
   SUMMARY_FILE,
   summarizeResults,
-  writeAtomic,
   writeContentAddressed,
   type EvalSummary,
   type ResultRow,
   type RunManifest,
 } from "./summary.js";
+import { writeAtomic } from "./output-file.js";
 import { readThreadState, toTrajectory, type Trajectory } from "./trajectory.js";
 
 export interface EvalOptions {

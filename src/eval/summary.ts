@@ -1,6 +1,8 @@
 // Results of an evaluation: one row per item (results.jsonl) and the summary (summary.json): accuracy with Wald CIs, tools, turns, tokens, latency, errors.
-import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { writeAtomic } from "./output-file.js";
+import type { FinalAnswer } from "../core/state.js";
 import { waldInterval, type Interval } from "./score.js";
 
 export interface ResultRow {
@@ -33,7 +35,7 @@ export interface ResultRow {
   /** Wall time of the item in the attempt that finished it. */
   latencyMs: number;
   modelMs: number;
-  reason?: "answered" | "budget";
+  reason?: FinalAnswer["reason"];
   error?: { stage: "input" | "agent" | "judge"; message: string };
   finishedAt: string;
 }
@@ -138,7 +140,7 @@ export function summarizeResults(rows: ResultRow[], run: EvalSummary["run"], jud
     answered: {
       withAnswerTag: rows.filter((r) => r.answerTag !== null).length,
       withoutAnswerTag: rows.filter((r) => r.answerTag === null && !r.error).length,
-      budgetExhausted: rows.filter((r) => r.reason === "budget").length,
+      budgetExhausted: rows.filter((r) => r.reason === "budget" || r.reason === "no_answer").length,
     },
     toolCalls: {
       total: sum((r) => r.toolCalls),
@@ -193,13 +195,6 @@ export function readManifest(runDir: string): RunManifest {
 export function readSummary(runDir: string): EvalSummary | null {
   const path = join(runDir, SUMMARY_FILE);
   return existsSync(path) ? (JSON.parse(readFileSync(path, "utf8")) as EvalSummary) : null;
-}
-
-/** Writes a file atomically (temp file, then rename), so a crash never leaves half a file. */
-export function writeAtomic(path: string, data: string | Uint8Array): void {
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, data);
-  renameSync(tmp, path);
 }
 
 /**

@@ -1,6 +1,6 @@
 // A checkpointed thread read back as a trajectory: steps of thinking, tool calls with their results and images, observations, the answer.
 import type { ImageRef } from "../core/images.js";
-import type { AgentStateValue, Part, PlanStep, ToolCallRecord, Turn } from "../core/state.js";
+import type { AgentStateValue, FinalAnswer, Part, PlanStep, ToolCallRecord, Turn } from "../core/state.js";
 import { toPixelBox, type PixelBox } from "../../tools/image-ops.js";
 import type { Coords } from "../core/config.js";
 import { extractAnswer, extractThink } from "../core/protocol.js";
@@ -47,7 +47,7 @@ export interface Trajectory {
   /** Image parts of the question turn (what the model was shown first). */
   questionParts: Part[];
   steps: TrajStep[];
-  final: { answer: string; reason: "answered" | "budget" } | null;
+  final: { answer: string; reason: FinalAnswer["reason"] } | null;
   /** The text inside the final reply's <answer> tag (read as the agent reads it), or null when it has none. */
   answerTag: string | null;
   usage: AgentStateValue["usage"] | null;

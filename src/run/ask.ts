@@ -5,7 +5,8 @@ import { recursionLimitFor, type LoupeAgent } from "../../graphs/agent.js";
 import type { ApprovalDecision, ApprovalRequest } from "../../nodes/approval.js";
 import type { AgentEvent } from "../core/events.js";
 import { redactDatabaseUrl, runContextOf, type LoupeConfig } from "../core/config.js";
-import type { AgentStateValue, Citation } from "../core/state.js";
+import type { AgentStateValue, Citation, FinalAnswer } from "../core/state.js";
+import { threadLocksFor, type ThreadLocks } from "../runtime/thread-lock.js";
 
 export interface AskResult {
   threadId: string;
@@ -16,13 +17,24 @@ export interface AskResult {
   steps: number;
   images: Array<{ id: string; width: number; height: number; op: string | null }>;
   usage: { turns: number; toolCalls: number; promptTokens: number; completionTokens: number; modelMs: number };
-  reason: "answered" | "budget";
+  reason: FinalAnswer["reason"];
 }
 
 export class RunError extends Error {
   constructor(message: string) {
     super(message);
     this.name = "RunError";
+  }
+}
+
+/** Another process is running the thread: one thread, one runner (see src/runtime/thread-lock.ts). */
+export class ThreadBusyError extends Error {
+  constructor(
+    readonly threadId: string,
+    readonly holder: string | undefined,
+  ) {
+    super(`thread ${threadId} is being run by another process${holder ? ` (${holder})` : ""}; wait for it to finish or stop it, then --resume ${threadId}`);
+    this.name = "ThreadBusyError";
   }
 }
 
@@ -53,6 +65,8 @@ export interface AskOptions {
   decision?: ApprovalDecision;
   onEvent?: (event: AgentEvent) => void;
   signal?: AbortSignal;
+  /** Where the thread is locked while it runs (default: from settings, beside the checkpoints). */
+  locks?: ThreadLocks;
 }
 
 export function summarize(threadId: string, state: AgentStateValue): AskResult {
@@ -77,10 +91,22 @@ export function summarize(threadId: string, state: AgentStateValue): AskResult {
 
 /**
  * Runs (or resumes) one question to its answer, checkpointing after every super-step.
- * Throws RunPaused when the run stops for a person's approval.
+ * Throws RunPaused when the run stops for a person's approval, and ThreadBusyError, before
+ * reading the thread, when another process is running it.
  */
 export async function ask(agent: LoupeAgent, options: AskOptions): Promise<AskResult> {
   const threadId = options.resume ?? options.threadId ?? randomUUID();
+  const lock = await (options.locks ?? threadLocksFor(options.settings)).tryAcquire(threadId);
+  if (!lock.held) throw new ThreadBusyError(threadId, lock.holder);
+  try {
+    return await runThread(agent, threadId, options);
+  } finally {
+    await lock.release();
+  }
+}
+
+/** ask() on the locked thread. */
+async function runThread(agent: LoupeAgent, threadId: string, options: AskOptions): Promise<AskResult> {
   const config = { configurable: { thread_id: threadId } };
   const existing = await agent.getState(config);
   const started = existing.values && Object.keys(existing.values).length > 0 && (existing.values as AgentStateValue).question !== undefined;
