@@ -139,10 +139,12 @@ describe("a database that cannot be used", () => {
     await model.close();
     expect(run.code).toBe(1);
     expect(run.stdout).toBe("");
+    // The run's thread first (so it can be resumed once the database is back), then the error: one line.
     const lines = run.stderr.trim().split("\n");
-    expect(lines).toHaveLength(1);
-    expect(lines[0]).toContain(`cannot reach the database at postgres://loupe@127.0.0.1:${port}/loupe`);
-    expect(lines[0]).toMatch(/ECONNREFUSED/);
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/^loupe: thread \S+/);
+    expect(lines[1]).toContain(`cannot reach the database at postgres://loupe@127.0.0.1:${port}/loupe`);
+    expect(lines[1]).toMatch(/ECONNREFUSED/);
     expect(run.stderr).not.toContain("hunter2");
     expect(model.chatRequests()).toHaveLength(0);
 
