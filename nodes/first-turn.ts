@@ -1,7 +1,7 @@
 // The first turn's set-up, a step of the planner node (and, for ingestInputs and makePlan, of the plan graph's make_plan node): input images into the store, R1V4's Plan mode, the opening turns.
 import { z } from "zod/v4";
 import type { AgentDeps } from "../src/core/agent-deps.js";
-import { ENV_VARS, type LoupeConfig } from "../src/core/config.js";
+import { inputImageCountProblem, type LoupeConfig } from "../src/core/config.js";
 import { ImageInputError, type ProbedImage } from "../src/core/images.js";
 import { describeSource, readImageSource, sourceForState } from "../src/core/image-sources.js";
 import { describeIssues } from "../src/core/issues.js";
@@ -31,12 +31,8 @@ export async function ingestInputs(
   signal?: AbortSignal,
   maxImages = deps.defaults.maxImagesInContext,
 ): Promise<ImageRefWithModelView[]> {
-  if (sources.length > maxImages) {
-    const setting = ENV_VARS.maxImagesInContext;
-    throw new ImageInputError(
-      `${sources.length} input images, over the limit of ${maxImages} images in one conversation (${setting}); give at most ${maxImages} images, or raise ${setting} (maxImagesInContext in a run's context)`,
-    );
-  }
+  const tooMany = inputImageCountProblem(sources.length, maxImages);
+  if (tooMany) throw new ImageInputError(tooMany);
   const inputs: Array<{ source: string; bytes: Buffer; probed: ProbedImage }> = [];
   for (const source of sources) {
     const bytes = await (deps.readImage ?? readImageSource)(source, signal);

@@ -2,7 +2,7 @@
 import { randomUUID } from "node:crypto";
 import type { Command } from "commander";
 import type { AgentEvent } from "../core/events.js";
-import { ENV_VARS, resolveConfig, resolveSecrets, type Coords, type LoupeConfig, type LoupeSecrets } from "../core/config.js";
+import { inputImageCountProblem, resolveConfig, resolveSecrets, type Coords, type LoupeConfig, type LoupeSecrets } from "../core/config.js";
 import { ModelServerError } from "../core/model.js";
 import type { FinalAnswer } from "../core/state.js";
 import { terminalText } from "../core/terminal.js";
@@ -86,12 +86,10 @@ function askSettings(flags: AskFlags): Partial<Record<keyof LoupeConfig, unknown
   };
 }
 
-/** The run shows the model every input image at once; vLLM refuses a request with more than its limit, so refuse them now. */
+/** Too many input images is a usage error, found before the run starts (the graph refuses them too, as a failed run). */
 function checkImageCount(images: string[], settings: LoupeConfig): void {
-  const most = settings.maxImagesInContext;
-  if (images.length > most) {
-    throw new UsageError(`${images.length} input images, but a run shows the model at most ${most} (${ENV_VARS.maxImagesInContext}; match vLLM's --limit-mm-per-prompt)`);
-  }
+  const tooMany = inputImageCountProblem(images.length, settings.maxImagesInContext);
+  if (tooMany) throw new UsageError(tooMany);
 }
 
 interface Start {

@@ -254,6 +254,16 @@ export const ENV_VARS: Record<Key, string> = {
   observationChars: "LOUPE_OBSERVATION_CHARS",
 };
 
+/**
+ * Why a run cannot take this many input images, or null when it can: every input is shown to the
+ * model at once, and vLLM refuses a request with more than --limit-mm-per-prompt images (LOUPE_MAX_IMAGES).
+ */
+export function inputImageCountProblem(count: number, maxImages: number): string | null {
+  if (count <= maxImages) return null;
+  const setting = ENV_VARS.maxImagesInContext;
+  return `${count} input images, over the limit of ${maxImages} images in one conversation (${setting}); give at most ${maxImages} images, or raise ${setting} (maxImagesInContext in a run's context; match vLLM's --limit-mm-per-prompt)`;
+}
+
 /** The items of a comma-separated setting, trimmed, empty ones dropped ("a, b,," → ["a", "b"]). */
 export function commaList(text: string): string[] {
   return text.split(",").map((item) => item.trim()).filter(Boolean);
