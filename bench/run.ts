@@ -10,6 +10,7 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { checkpoints } from "./checkpoints.js";
+import { code } from "./code.js";
 import { concurrency } from "./concurrency.js";
 import { imageWork } from "./image-work.js";
 import { latency } from "./latency.js";
@@ -19,7 +20,7 @@ import { renderMarkdown, type StoredResult } from "./lib/report.js";
 import { overhead } from "./overhead.js";
 import { prefix } from "./prefix.js";
 
-export const BENCHMARKS: Benchmark<any>[] = [overhead, checkpoints, imageWork, concurrency, prefix, latency, memory];
+export const BENCHMARKS: Benchmark<any>[] = [overhead, checkpoints, imageWork, concurrency, prefix, latency, memory, code];
 
 function usage(): never {
   console.error(`usage: npm run bench [-- --quick] [-- --only ${BENCHMARKS.map((b) => b.name).join("|")}[,…]] [-- --render]`);

@@ -3,7 +3,7 @@ import type { LangGraphRunnableConfig } from "@langchain/langgraph";
 import { runSettings, type AgentDeps } from "../src/core/agent-deps.js";
 import { dialectRequestOptions, finalAnswerRequest, parseReply, textOutsideCalls } from "../src/core/protocol.js";
 import { addModelUsage, EMPTY_USAGE, type AgentStateUpdate, type AgentStateValue, type Citation, type ToolCallRecord } from "../src/core/state.js";
-import { createToolbox } from "../tools/index.js";
+import { toolboxOfConversation } from "../tools/index.js";
 import { emit } from "../src/core/events.js";
 
 /**
@@ -47,7 +47,7 @@ async function askForFinalAnswer(deps: AgentDeps, state: AgentStateValue, config
   const model = deps.model(settings);
   const turn = (state.usage ?? EMPTY_USAGE).turns;
   const raw = await model.complete([...(state.conversation ?? []), request], {
-    ...dialectRequestOptions(settings.dialect, createToolbox(deps.search, settings.coords).specs),
+    ...dialectRequestOptions(settings.dialect, toolboxOfConversation(deps.search, settings.coords, state.conversation ?? []).specs),
     toolChoice: "none",
     signal: config.signal,
     onRetry: (info) => emit(config, { event: "model_retry", url: model.url, ...info }),

@@ -20,7 +20,7 @@ describe("ingestInputs", () => {
     const path = await halfBlankFile(f);
     const inputs = await ingestInputs(f.deps, [path, path], f.settings.maxPixels);
     const stored = await f.store.ingest(await halfBlankPng());
-    expect(inputs.map((i) => i.ref)).toEqual([imageRef("img_0", stored), imageRef("img_1", stored)]);
+    expect(inputs.map((i) => i.ref)).toEqual([imageRef("img_0", stored, null, null, path), imageRef("img_1", stored, null, null, path)]);
     expect(inputs[0]!.view).toEqual(stored);
   });
 

@@ -3,10 +3,11 @@ import { z } from "zod/v4";
 import type { AgentDeps } from "../src/core/agent-deps.js";
 import { inputImageCountProblem, type LoupeConfig } from "../src/core/config.js";
 import { ImageInputError, type ProbedImage } from "../src/core/images.js";
-import { describeSource, readImageSource, sourceForState } from "../src/core/image-sources.js";
+import { describeSource, filePathOf, readImageSource, sourceForState } from "../src/core/image-sources.js";
 import { describeIssues } from "../src/core/issues.js";
 import { planModePrompt, questionTurn, type ImageRefWithModelView, type ToolSpec } from "../src/core/protocol.js";
 import { addModelUsage, EMPTY_USAGE, PlanStepSchema, type AgentStateValue, type ImageRef, type PlanReview, type PlanStep, type Turn, type Usage } from "../src/core/state.js";
+import { CODE_TOOL_NAME, promptLimits, sandboxImagePath } from "../tools/code/tool.js";
 import { approvalsFor } from "./approval.js";
 
 /** Runs a step on one input image, naming the image in an ImageInputError (a data: URL by its type and size). */
@@ -42,7 +43,8 @@ export async function ingestInputs(
   const out: ImageRefWithModelView[] = [];
   for (const [i, { source, bytes, probed }] of inputs.entries()) {
     const stored = await forSource(source, () => deps.images.ingest(bytes, probed));
-    const ref: ImageRef = { id: `img_${i}`, ...stored, parent: null, op: null };
+    const path = filePathOf(source);
+    const ref: ImageRef = { id: `img_${i}`, ...stored, parent: null, op: null, ...(path ? { path } : {}) };
     const view = await deps.images.modelView(stored, maxPixels, { prefetch: true });
     out.push({ ref, view });
   }
@@ -154,6 +156,8 @@ export async function startConversation(
     }
   }
   usage = { ...usage, imagesInContext: inputs.length };
-  const turns: Turn[] = [{ role: "system", dialect: settings.dialect, tools: tools.names, coords: settings.coords }, questionTurn(question, inputs)];
+  const code = tools.names.includes(CODE_TOOL_NAME);
+  const system: Turn = { role: "system", dialect: settings.dialect, tools: tools.names, coords: settings.coords, ...(code ? { code: promptLimits(settings) } : {}) };
+  const turns: Turn[] = [system, questionTurn(question, inputs, code ? inputs.map((i) => i.ref.path ?? sandboxImagePath(i.ref)) : undefined)];
   return { update, usage, turns };
 }

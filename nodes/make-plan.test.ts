@@ -1,4 +1,5 @@
 // The plan graph's make_plan node on its own: the inputs stored, the plan asked for, nothing executed.
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { SearchProvider } from "../src/core/search-provider.js";
 import { EMPTY_USAGE, type PlanOnlyStateValue } from "../src/core/state.js";
@@ -22,14 +23,14 @@ describe("make_plan", () => {
     const update = await planOnly(f);
     const stored = await f.store.ingest(await halfBlankPng());
     expect(update).toEqual({
-      images: [imageRef("img_0", stored)],
+      images: [imageRef("img_0", stored, null, null, join(f.dir, "half.png"))],
       plan: PLAN,
       usage: { ...EMPTY_USAGE, turns: 1, promptTokens: 10, completionTokens: 5, modelMs: 7, imagesInContext: 1 },
     });
     expect(f.model.requests).toHaveLength(1);
     const [system, question] = f.model.requests[0]!.turns;
     expect(system!.role === "system_text" && system!.text).toMatch(/where tool_name is one of: crop, zoom, rotate, flip, adjust, annotate, resize, text_search, none\./);
-    expect(question).toEqual(userTurn("img_0 (400×300):", imageRef("img_0", stored), "Which harbour is this?"));
+    expect(question).toEqual(userTurn("img_0 (400×300):", update.images[0]!, "Which harbour is this?"));
   });
 
   it("gives plan null after two malformed plans", async () => {

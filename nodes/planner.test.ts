@@ -1,7 +1,9 @@
 // The planner node on its own: the first turn's set-up, the model request, validation of the calls, approvals, Plan mode, events and usage.
 import { describe, expect, it } from "vitest";
 import { dialectRequestOptions, planModePrompt } from "../src/core/protocol.js";
+import type { CodeSandbox } from "../src/core/sandbox.js";
 import type { SearchProvider } from "../src/core/search-provider.js";
+import type { Turn } from "../src/core/state.js";
 import { createToolbox } from "../tools/index.js";
 import { createPlannerNode } from "./planner.js";
 import { agentState, halfBlankFile, halfBlankPng, imageRef, modelReply, nodeFixture, rawCall, storedInput, userTurn, written, type NodeFixture } from "../test/node-fakes.js";
@@ -30,7 +32,7 @@ describe("planner: the first turn", () => {
     const update = await createPlannerNode(f.deps)(agentState({ imageSources: [path, path] }), f.config);
 
     const stored = await f.store.ingest(await halfBlankPng());
-    const inputs = [imageRef("img_0", stored), imageRef("img_1", stored)];
+    const inputs = [imageRef("img_0", stored, null, null, path), imageRef("img_1", stored, null, null, path)];
     expect(update.images).toEqual(inputs);
     expect(update.imageSources).toEqual([path, path]);
     const opening = [
@@ -236,5 +238,33 @@ describe("planner: Plan mode", () => {
       type: "text",
       text: 'What is on the sign?\n\nPlan:\n1. Find the sign [crop {"image":"img_0"}]\n2. Verify [none]\n\nNote from the person reviewing the plan: be quick',
     });
+  });
+});
+
+describe("planner: the code tool", () => {
+  const working: CodeSandbox = { probe: async () => ({ ok: true }), run: async () => { throw new Error("not run by the planner"); } };
+
+  it("offers code where the sandbox works: the system turn states its limits and the question names each input's path", async () => {
+    const f = await nodeFixture({ sandbox: working, settings: { codeTimeoutMs: 9000 }, script: [modelReply({ content: "<think>compute</think>", toolCalls: [rawCall("code", { code: "print(1)" }, "c1")] })] });
+    const path = await halfBlankFile(f);
+    const one = await createPlannerNode(f.deps)(agentState({ imageSources: [path] }), f.config);
+    const conversation = written(one.conversation);
+    expect(conversation[0]).toEqual({ role: "system", dialect: "tools", tools: [...IMAGE_TOOLS, "code"], coords: "rel1000", code: { timeoutMs: 9000, memoryMb: 2048, outputBytes: 32768, maxImages: 8 } });
+    expect((conversation[1] as Extract<Turn, { role: "user" }>).parts[0]).toEqual({ type: "text", text: `img_0 (400×300; path: ${path}):` });
+    expect(one.pending).toEqual([expect.objectContaining({ name: "code", kind: "code", args: { code: "print(1)" } })]);
+  });
+
+  it("with code on and no sandbox, the run fails before the model is asked, naming what is missing", async () => {
+    const f = await nodeFixture({ settings: { code: "on" } });
+    await expect(createPlannerNode(f.deps)(agentState({ imageSources: [await halfBlankFile(f)] }), f.config)).rejects.toThrow(/the code tool is on .* no sandbox in this test/);
+    expect(f.model.requests).toHaveLength(0);
+  });
+
+  it("later turns offer what the system turn named, and a code call where it was not offered is refused with a reason", async () => {
+    const f = await nodeFixture({ sandbox: working, script: [modelReply({ toolCalls: [rawCall("code", { code: "print(2)" }, "c2")] })] });
+    const img0 = await storedInput(f);
+    const state = agentState({ images: [img0], conversation: [{ role: "system", dialect: "tools", tools: IMAGE_TOOLS, coords: "rel1000" }, userTurn("img_0:", img0, "Q?")], usage: { ...agentState().usage, turns: 1 } });
+    const update = await createPlannerNode(f.deps)(state, f.config);
+    expect(update.pending).toEqual([expect.objectContaining({ name: "code", kind: "invalid", error: expect.stringContaining("the code tool is not available in this run") })]);
   });
 });

@@ -282,3 +282,54 @@ describe("reflect: a malformed reply and the turn's end", () => {
     ]);
   });
 });
+
+describe("reflect: code cells", () => {
+  const code = (callId: string, source = "print(1)") => pendingCall(callId, "code", { code: source }, "code");
+  const JSON_RESULT = '{"result": "/mnt/data/temp_processed_images/c_1.png\\n", "type": "code"}';
+
+  async function savedByCode(f: NodeFixture): Promise<MadeImage> {
+    const made = await cropMade(f, QUARTER);
+    return { ...made, op: "code", box: undefined, path: "/mnt/data/temp_processed_images/c_1.png" };
+  }
+
+  it("tags dialect: a lone code call is R1V4's exact observation, then each saved image with its id and sandbox path", async () => {
+    let made!: MadeImage;
+    const { update } = await afterCalls({ settings: { dialect: "tags" } }, async (f) => {
+      made = await savedByCode(f);
+      return { pending: [code("c1")], results: [toolResult("c1", { text: JSON_RESULT, images: [made], notes: ["a note from the tool"] })] };
+    });
+    expect(update.conversation).toEqual([
+      userTurn(`<observation>${JSON_RESULT}</observation>\nimg_1 at /mnt/data/temp_processed_images/c_1.png (200×150; code):`, { ...made, id: "img_1" }, "Note: a note from the tool"),
+    ]);
+    expect(update.images).toEqual([expect.objectContaining({ id: "img_1", op: "code", parent: "img_0", path: "/mnt/data/temp_processed_images/c_1.png" })]);
+  });
+
+  it("tools dialect: the tool message is the JSON, the saved image follows in a user turn", async () => {
+    let made!: MadeImage;
+    const { update } = await afterCalls({}, async (f) => {
+      made = await savedByCode(f);
+      return { pending: [code("c1")], results: [toolResult("c1", { text: JSON_RESULT, images: [made] })] };
+    });
+    expect(update.conversation).toEqual([
+      { role: "tool", toolCallId: "c1", text: JSON_RESULT },
+      userTurn("img_1 at /mnt/data/temp_processed_images/c_1.png (200×150; code):", { ...made, id: "img_1" }),
+    ]);
+  });
+
+  it("a failed cell, a blank saved image and an exact repeat of earlier code each get their note", async () => {
+    const failed = '{"result": "Traceback (most recent call last):\\nNameError: x", "type": "code"}';
+    const { update } = await afterCalls({ settings: { dialect: "tags" } }, async (f) => {
+      const blank = { ...(await savedByCode(f)), stdev: 0.4 };
+      return {
+        pending: [code("c1", "print(x)"), code("c2", "save()")],
+        results: [toolResult("c1", { ok: false, text: failed }), toolResult("c2", { text: "{}", images: [blank] })],
+        values: { toolCalls: [{ step: 1, turn: 0, name: "code", arguments: { code: "print(x)" }, ok: true, ms: 1, images: [], urls: [] }] },
+      };
+    });
+    const text = told(update);
+    expect(text).toContain("the code of call 2 failed; read the error above, fix the code and run it again");
+    expect(text).toContain("call 2 repeats step 1 exactly");
+    expect(text).toMatch(/img_1 is nearly uniform \(pixel std dev 0\.4\)/);
+    expect(written(update.toolCalls)[0]).toMatchObject({ name: "code", ok: false, error: expect.stringContaining("NameError: x") });
+  });
+});

@@ -58,7 +58,16 @@ async function takeImages(deps: AgentDeps, r: Reflection, produced: ProducedImag
   const ids: string[] = [];
   const shown: CallObservation["images"] = [];
   for (const image of produced) {
-    const ref: ImageRef = { id: `img_${r.images.length}`, sha256: image.sha256, mime: image.mime, width: image.width, height: image.height, parent: image.parent, op: image.op };
+    const ref: ImageRef = {
+      id: `img_${r.images.length}`,
+      sha256: image.sha256,
+      mime: image.mime,
+      width: image.width,
+      height: image.height,
+      parent: image.parent,
+      op: image.op,
+      ...(image.path ? { path: image.path } : {}),
+    };
     r.images.push(ref);
     r.newImages.push(ref);
     ids.push(ref.id);
@@ -80,6 +89,8 @@ async function observeCall(deps: AgentDeps, r: Reflection, call: PendingCall, re
   const text = call.kind === "invalid" ? `Error: ${call.error}` : (result?.text ?? "Error: the call produced no result.");
   const { ids, shown } = await takeImages(deps, r, result?.images ?? []);
   if (ok && result?.resultCount === 0) r.notes.push(`${call.name} found nothing; try other wording or another approach.`);
+  r.notes.push(...(result?.notes ?? []));
+  if (call.kind === "code" && result && !ok) r.notes.push(`the code of call ${step} failed; read the error above, fix the code and run it again (each call starts fresh).`);
   const key = canonicalJson([call.name, call.args]);
   const earlier = r.previous.get(key);
   if (earlier !== undefined && call.args) {

@@ -3,12 +3,12 @@ import { Send } from "@langchain/langgraph";
 import type { AgentStateValue, ImageRef, PendingCall } from "../src/core/state.js";
 import type { ToolTask } from "./image-tool.js";
 
-/** Where a turn's calls go: each runnable call to its tool node with Send, or to reflect when none can run. */
+/** Where a turn's calls go: each runnable call to its tool node with Send (image tools and code to image_tool), or to reflect when none can run. */
 function dispatch(state: AgentStateValue): "reflect" | Send[] {
   const runnable = (state.pending ?? []).filter((c) => c.kind !== "invalid");
   if (state.reply?.kind !== "calls" || runnable.length === 0) return "reflect";
   return runnable.map(
-    (call) => new Send(call.kind === "image" ? "image_tool" : "search", { call, images: imagesNamedBy(call, state.images ?? []) } satisfies ToolTask),
+    (call) => new Send(call.kind === "search" ? "search" : "image_tool", { call, images: imagesNamedBy(call, state.images ?? []) } satisfies ToolTask),
   );
 }
 
@@ -36,9 +36,11 @@ export function routeAfterReflect(state: AgentStateValue): "answer" | "planner" 
 
 /**
  * The images a call names (`image`, or image_search's `image_paths`): a task carries only those,
- * so what each Send checkpoints stays the same size however many images the run has made.
+ * so what each Send checkpoints stays the same size however many images the run has made. A code
+ * cell may open any image of the run, so its task carries them all (references, not bytes).
  */
 export function imagesNamedBy(call: PendingCall, images: ImageRef[]): ImageRef[] {
+  if (call.kind === "code") return images;
   const args = call.args ?? {};
   const ids = new Set<unknown>([args.image, ...(Array.isArray(args.image_paths) ? args.image_paths : [])]);
   return images.filter((i) => ids.has(i.id));

@@ -99,10 +99,10 @@ export function baseEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return { PATH: process.env.PATH, HOME: process.env.HOME, LOUPE_WEB_VISIT: "tavily", ...extra };
 }
 
-/** Runs `loupe ARGS` as a user would; `onSpawn` gets a function that SIGKILLs it. */
-export function runCli(args: string[], env: NodeJS.ProcessEnv, onSpawn?: (kill: () => void) => void): Promise<CliRun> {
+/** Runs `loupe ARGS` as a user would (in the repository root, or `options.cwd`); `onSpawn` gets a function that SIGKILLs it. */
+export function runCli(args: string[], env: NodeJS.ProcessEnv, onSpawn?: (kill: () => void) => void, options: { cwd?: string } = {}): Promise<CliRun> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env, cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [BIN, ...args], { env, cwd: options.cwd ?? ROOT, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d) => (stdout += d));

@@ -6,6 +6,7 @@ import sharp from "sharp";
 import { onTestFinished } from "vitest";
 import type { LangGraphRunnableConfig, OverwriteValue } from "@langchain/langgraph";
 import type { AgentDeps } from "../src/core/agent-deps.js";
+import type { CodeSandbox } from "../src/core/sandbox.js";
 import { resolveConfig, type LoupeConfig } from "../src/core/config.js";
 import type { AgentEvent } from "../src/core/events.js";
 import { ImageStore, type StoredImage } from "../src/core/images.js";
@@ -70,7 +71,17 @@ export interface NodeFixtureOptions {
   search?: SearchProvider[];
   /** The run's context (what a run may change over the defaults). */
   context?: Record<string, unknown>;
+  /** The code sandbox; default one that is not available here, so the code tool is not offered. */
+  sandbox?: CodeSandbox;
 }
+
+/** A sandbox that cannot run: with code "auto" the tool is not offered, with "on" the run fails. */
+export const NO_SANDBOX: CodeSandbox = {
+  probe: async () => ({ ok: false, message: "no sandbox in this test" }),
+  run: async () => {
+    throw new Error("the test's sandbox cannot run code");
+  },
+};
 
 /** Fresh deps for one test: the scripted model, a real image store in a temp dir removed when the test ends. */
 export async function nodeFixture(options: NodeFixtureOptions = {}): Promise<NodeFixture> {
@@ -79,7 +90,7 @@ export async function nodeFixture(options: NodeFixtureOptions = {}): Promise<Nod
   const settings = resolveConfig({ dataDir: dir, ...options.settings }, {});
   const store = new ImageStore(join(dir, "images"));
   const model = new FakeModel(options.script ?? []);
-  const deps: AgentDeps = { defaults: settings, images: store, search: options.search ?? [], model: () => model, close: () => {} };
+  const deps: AgentDeps = { defaults: settings, images: store, search: options.search ?? [], model: () => model, sandbox: options.sandbox ?? NO_SANDBOX, close: () => {} };
   const events: AgentEvent[] = [];
   const config = { context: options.context ?? {}, writer: (e: unknown) => events.push(e as AgentEvent) } as LangGraphRunnableConfig;
   return { deps, model, store, settings, config, events, dir };
@@ -124,8 +135,8 @@ export async function storedInput(f: Pick<NodeFixture, "store">, id = "img_0"): 
 }
 
 /** The reference state keeps for a stored image. */
-export function imageRef(id: string, stored: StoredImage, parent: string | null = null, op: string | null = null): ImageRef {
-  return { id, sha256: stored.sha256, mime: stored.mime, width: stored.width, height: stored.height, parent, op };
+export function imageRef(id: string, stored: StoredImage, parent: string | null = null, op: string | null = null, path?: string): ImageRef {
+  return { id, sha256: stored.sha256, mime: stored.mime, width: stored.width, height: stored.height, parent, op, ...(path ? { path } : {}) };
 }
 
 /** A user turn as the nodes write it: a string is a text part, an image an image part. */

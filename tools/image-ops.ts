@@ -794,7 +794,8 @@ export function regionStats(d: DecodedImage, box: PixelBox): ImageStats {
   return { mean: mean / sums.length, stdev: stdev / sums.length };
 }
 
-async function bufferStats(bytes: Buffer, maxInputPixels: number): Promise<ImageStats> {
+/** Mean and standard deviation (0–255) of encoded image bytes, as imageStats computes them. */
+export async function bufferStats(bytes: Buffer, maxInputPixels: number): Promise<ImageStats> {
   const img = sharp(bytes, { limitInputPixels: maxInputPixels });
   const [meta, stats] = await Promise.all([img.metadata(), img.stats()]);
   let channels = stats.channels;

@@ -10,7 +10,7 @@ import { ask, RunError, RunPaused, type AskResult } from "../run/ask.js";
 import { withAgent } from "../run/session.js";
 import { EXIT_NO_ANSWER, EXIT_OK, oneLine, UsageError } from "./errors.js";
 import { checkThreadId, continueCommand, decisionFromFlags, reportPause, type ReviewFlags } from "./review.js";
-import { settingsFromSharedFlags, type RunFlags } from "./run-flags.js";
+import { codeToolNotes, settingsFromSharedFlags, type RunFlags } from "./run-flags.js";
 import { abortOnInterrupt } from "./signals.js";
 
 /** `loupe ask`'s flags as commander parses them. */
@@ -40,9 +40,11 @@ export async function runAsk(words: string[], flags: AskFlags, command: Command)
   const settings = resolveConfig(askSettings(flags));
   if (!flags.resume) checkImageCount(flags.image, settings);
   const secrets = resolveSecrets({ apiKey: flags.apiKey });
+  // A new run checks the code sandbox before any model call: required and missing is a usage error (exit 2).
+  const notes = flags.resume ? [] : await codeToolNotes(settings);
   const threadId = flags.resume ?? flags.thread ?? randomUUID();
   const log: Log | undefined = flags.quiet ? undefined : (line) => process.stderr.write(`${terminalText(line)}\n`);
-  if (log) announce(log, { command, threadId, resumed: Boolean(flags.resume), settings, secrets });
+  if (log) announce(log, { command, threadId, resumed: Boolean(flags.resume), settings, secrets, notes });
   await withAgent(settings, secrets, async ({ agent }) => {
     const interrupt = abortOnInterrupt(() => new RunError("interrupted"));
     try {
@@ -56,7 +58,7 @@ export async function runAsk(words: string[], flags: AskFlags, command: Command)
         onEvent: log && progressPrinter(log),
         signal: interrupt.signal,
       });
-      printResult(result, Boolean(flags.json));
+      printResult(notes.length ? { ...result, notes } : result, Boolean(flags.json));
       process.exitCode = reportEnding(result.reason, log);
     } catch (err) {
       if (err instanceof RunPaused) {
@@ -98,14 +100,17 @@ interface Start {
   resumed: boolean;
   settings: LoupeConfig;
   secrets: LoupeSecrets;
+  /** Said once before the run (e.g. the code tool is not offered, and why). */
+  notes: string[];
 }
 
 /**
  * The lines before the run starts, the first naming its thread (so even a run killed at once can be
  * resumed), then a search setup that cannot work yet.
  */
-function announce(log: Log, { command, threadId, resumed, settings, secrets }: Start): void {
+function announce(log: Log, { command, threadId, resumed, settings, secrets, notes }: Start): void {
   log(resumed ? `loupe: resuming thread ${threadId}` : `loupe: thread ${threadId} (resume with: ${continueCommand(command, threadId)})`);
+  for (const note of notes) log(`loupe: note: ${note}`);
   if ((secrets.serperApiKey || secrets.serpapiApiKey) && !settings.publicImageBaseUrl && settings.searchCache !== "replay") {
     log("loupe: note: reverse image search (Lens) needs LOUPE_PUBLIC_IMAGE_BASE_URL, where `loupe serve-images` is reachable from the internet; until then image_search reports it to the model");
   }
@@ -144,8 +149,8 @@ function progressPrinter(log: Log): (event: AgentEvent) => void {
   };
 }
 
-/** The answer and its sources on stdout: the exact JSON with --json, else text cleaned for the terminal. */
-function printResult(result: AskResult, json: boolean): void {
+/** The answer and its sources on stdout: the exact JSON with --json (with `notes` when there were any), else text cleaned for the terminal. */
+function printResult(result: AskResult & { notes?: string[] }, json: boolean): void {
   if (json) {
     process.stdout.write(`${JSON.stringify(result)}\n`);
     return;

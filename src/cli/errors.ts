@@ -23,10 +23,10 @@ export class UsageError extends Error {
  */
 
 /** Errors the person can fix in the command or its settings, or by waiting (another process runs the thread): exit code 2. */
-const USAGE_ERRORS = new Set(["UsageError", "ConfigError", "ThreadBusyError"]);
+const USAGE_ERRORS = new Set(["UsageError", "ConfigError", "CodeUnavailableError", "ThreadBusyError"]);
 
 /** Errors whose whole message is written for the person at the terminal. */
-const WRITTEN_FOR_PEOPLE = new Set(["ModelServerError", "ImageInputError", "ConfigError", "RunError", "ThreadBusyError"]);
+const WRITTEN_FOR_PEOPLE = new Set(["ModelServerError", "ImageInputError", "ConfigError", "CodeUnavailableError", "RunError", "ThreadBusyError"]);
 
 /** The exit code for an error a command ended with. */
 export function exitCodeFor(err: unknown): number {

@@ -6,7 +6,7 @@ import type { DatasetFormat } from "../eval/items.js";
 import { defaultRunDir, formatSummary, ResumeMismatchError, runEval, type EvalOptions, type EvalOutcome } from "../eval/run.js";
 import { MANIFEST_FILE, readManifest, type RunManifest } from "../eval/summary.js";
 import { UsageError } from "./errors.js";
-import { settingsFromSharedFlags, type RunFlags, type SharedFlagSettings } from "./run-flags.js";
+import { codeToolNotes, settingsFromSharedFlags, type RunFlags, type SharedFlagSettings } from "./run-flags.js";
 import { abortOnInterrupt } from "./signals.js";
 
 /** `loupe eval`'s flags as commander parses them. */
@@ -33,6 +33,7 @@ export async function runEvalCommand(dataset: string, flags: EvalFlags): Promise
   const { out, recorded } = runDirFor(dataset, flags);
   const settings = evalSettings(flags, recorded);
   const judge = judgeFor(flags, recorded);
+  for (const note of await codeToolNotes(settings)) if (!flags.quiet) process.stderr.write(`loupe eval: note: ${note}\n`);
   const interrupt = abortOnInterrupt();
   try {
     const outcome = await runEval({

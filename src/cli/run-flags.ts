@@ -1,6 +1,6 @@
-// The flags `loupe ask` and `loupe eval` share (model server, dialect, plan mode, budgets, sampling, data directory): declared once, each value checked by the configuration schema's own rule.
+// The flags `loupe ask` and `loupe eval` share (model server, dialect, plan mode, budgets, sampling, code tool, data directory): declared once, each value checked by the configuration schema's own rule.
 import { Option, type Command } from "commander";
-import { DIALECTS, ENV_VARS, kebab, LoupeConfigSchema, type LoupeConfig } from "../core/config.js";
+import { CODE_MODES, DIALECTS, ENV_VARS, kebab, LoupeConfigSchema, type LoupeConfig } from "../core/config.js";
 import { refusedValue } from "./args.js";
 
 /** The settings the shared flags set. */
@@ -15,6 +15,7 @@ const SHARED_FLAG_KEYS = [
   "maxTokens",
   "timeoutMs",
   "retries",
+  "code",
   "dataDir",
 ] as const satisfies ReadonlyArray<keyof LoupeConfig>;
 type SharedFlagKey = (typeof SHARED_FLAG_KEYS)[number];
@@ -54,7 +55,13 @@ export function addRunFlags(command: Command, { for: runCommand }: { for: RunCom
     .option("--temperature <t>", `sampling temperature (${envAndDefault("temperature")})`, checkedBySchema("temperature"))
     .option("--max-tokens <n>", `most tokens per model turn (${envAndDefault("maxTokens")})`, checkedBySchema("maxTokens"))
     .option("--timeout-ms <ms>", `time limit per model request (${envAndDefault("timeoutMs")})`, checkedBySchema("timeoutMs"))
-    .option("--retries <n>", `retries of a failed model request (${envAndDefault("retries")})`, checkedBySchema("retries"));
+    .option("--retries <n>", `retries of a failed model request (${envAndDefault("retries")})`, checkedBySchema("retries"))
+    .addOption(
+      new Option(
+        "--code <mode>",
+        `the sandboxed Python code tool (R1V4's code): auto offers it where the bubblewrap sandbox works, on requires it (exit 2 before any model call when it cannot run), off never offers it (env ${ENV_VARS.code}; default auto)`,
+      ).choices(CODE_MODES),
+    );
 }
 
 /** Declares --data-dir, the last shared flag: after the command's own, in `--help` and in the continue commands `loupe ask` prints. */
@@ -85,4 +92,16 @@ export function checkedBySchema(key: NumericSetting) {
     if (!parsed.success) throw refusedValue(`--${kebab(key)}`, kind, value, bounds);
     return parsed.data;
   };
+}
+
+/**
+ * Notes on the code tool before a new run: none when it is offered or off; why not when auto finds
+ * no working sandbox. Throws CodeUnavailableError (exit 2) when it is on and cannot run.
+ */
+export async function codeToolNotes(settings: Pick<LoupeConfig, "code">): Promise<string[]> {
+  if (settings.code === "off") return [];
+  // Loaded here: the flags module is part of every command's --help.
+  const { bubblewrapSandbox, codeAvailability } = await import("../../tools/code/tool.js");
+  const { offered, reason } = await codeAvailability(bubblewrapSandbox, settings.code);
+  return offered ? [] : [`the code tool is not offered: ${reason}`];
 }

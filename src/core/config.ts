@@ -6,6 +6,9 @@ import { describeIssues } from "./issues.js";
 export const DIALECTS = ["tools", "tags"] as const;
 export type Dialect = (typeof DIALECTS)[number];
 export const COORDS = ["rel1000", "norm1", "pixel"] as const;
+/** Whether the code tool is offered: auto (where the sandbox works), on (required), off. */
+export const CODE_MODES = ["auto", "on", "off"] as const;
+export type CodeMode = (typeof CODE_MODES)[number];
 /** How a box's numbers are read: rel1000 (0-1000, Qwen3-VL), norm1 (0-1) or pixel. */
 export type Coords = (typeof COORDS)[number];
 
@@ -145,6 +148,13 @@ export const LoupeConfigSchema = z.object({
     .min(200)
     .default(6000)
     .describe("Most characters of text one tool observation may put in the conversation"),
+  code: z
+    .enum(CODE_MODES)
+    .default("auto")
+    .describe("The sandboxed Python code tool (R1V4's `code`): auto (offered when the bubblewrap sandbox works here), on (required: a run fails when the sandbox cannot run), off"),
+  codeTimeoutMs: z.int().min(100).max(600_000).default(30_000).describe("Wall-clock limit of one code call, in ms; the code's whole process group is killed at the limit"),
+  codeMemoryMb: z.int().min(64).max(65_536).default(2048).describe("Address-space limit of one code call, in MiB"),
+  codeOutputBytes: z.int().min(1024).max(1_048_576).default(32_768).describe("Most bytes of stdout (and of stderr) kept from one code call; the rest is cut, with a note"),
 });
 
 export type LoupeConfig = z.infer<typeof LoupeConfigSchema>;
@@ -152,7 +162,7 @@ export type LoupeConfig = z.infer<typeof LoupeConfigSchema>;
 /**
  * The settings a run may change (its LangGraph context, what Studio's context form shows): dialect,
  * model and sampling, budgets, plan mode, box convention, pixel budgets, approvals, observation and
- * result sizes. Everything else (database, data directory, search providers, keys, caches) is the
+ * result sizes, the code tool. Everything else (database, data directory, search providers, keys, caches) is the
  * process's, from the environment and flags, read once.
  */
 export const RUN_CONTEXT_KEYS = [
@@ -172,6 +182,7 @@ export const RUN_CONTEXT_KEYS = [
   "approveWebVisit",
   "observationChars",
   "searchMaxResults",
+  "code",
 ] as const satisfies ReadonlyArray<keyof LoupeConfig>;
 export type RunContextKey = (typeof RUN_CONTEXT_KEYS)[number];
 
@@ -252,6 +263,10 @@ export const ENV_VARS: Record<Key, string> = {
   searchRetries: "LOUPE_SEARCH_RETRIES",
   searchTimeoutMs: "LOUPE_SEARCH_TIMEOUT_MS",
   observationChars: "LOUPE_OBSERVATION_CHARS",
+  code: "LOUPE_CODE",
+  codeTimeoutMs: "LOUPE_CODE_TIMEOUT_MS",
+  codeMemoryMb: "LOUPE_CODE_MEMORY_MB",
+  codeOutputBytes: "LOUPE_CODE_OUTPUT_BYTES",
 };
 
 /**

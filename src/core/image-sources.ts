@@ -1,4 +1,5 @@
 // Reads an input image given as a file path, an http(s) URL or a data: URL; downloads within a size and a time limit.
+import { fileURLToPath } from "node:url";
 import { readFile } from "node:fs/promises";
 import { ENV_VARS } from "./config.js";
 import { FetchError, guardedFetch, type GuardedFetchOptions } from "./http.js";
@@ -97,6 +98,12 @@ export async function readImageSource(source: string, signal?: AbortSignal, limi
 }
 
 /** How an input image source is kept in graph state once stored: a data: URL (image bytes) becomes a short note naming the stored image. */
+/** The file path an input image was given as (a `file:` URL as its path), or undefined for a URL. */
+export function filePathOf(source: string): string | undefined {
+  if (source.startsWith("file://")) return fileURLToPath(source);
+  return /^[a-z][a-z0-9+.-]*:/i.test(source) ? undefined : source;
+}
+
 export function sourceForState(source: string, stored: Pick<ImageRef, "id" | "sha256">): string {
   return source.startsWith("data:") ? `(data: URL, ${source.length} characters: stored as ${stored.id}, sha256 ${stored.sha256})` : source;
 }

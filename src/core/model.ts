@@ -222,14 +222,14 @@ export interface ModelClientOptions {
 
 const systemPrompts = new WeakMap<ToolSpecsFor, Map<string, string>>();
 
-/** The system prompt a `system` turn stands for, rendered once per (dialect, tools, coords). */
+/** The system prompt a `system` turn stands for, rendered once per (dialect, tools, coords, code limits). */
 function systemPromptFor(turn: Extract<Turn, { role: "system" }>, toolSpecs: ToolSpecsFor): string {
   let rendered = systemPrompts.get(toolSpecs);
   if (!rendered) systemPrompts.set(toolSpecs, (rendered = new Map()));
-  const key = JSON.stringify([turn.dialect, turn.coords, turn.tools]);
+  const key = JSON.stringify([turn.dialect, turn.coords, turn.tools, turn.code ?? null]);
   let text = rendered.get(key);
   if (text === undefined) {
-    text = systemPrompt(turn.dialect, toolSpecs(turn.tools, turn.coords), turn.coords);
+    text = systemPrompt(turn.dialect, toolSpecs(turn.tools, turn.coords), turn.coords, turn.code);
     rendered.set(key, text);
   }
   return text;

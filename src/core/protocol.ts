@@ -1,7 +1,8 @@
 // The model protocol, in one place: prompts, how turns become a request, and how a reply becomes tool calls or an answer.
 import type { Dialect } from "./config.js";
 import type { ImageRef } from "./images.js";
-import type { Part, PendingCall, RawToolCall, Reply, Turn } from "./state.js";
+import { SANDBOX_IMAGES_DIR, SANDBOX_OUTPUT_DIR } from "./sandbox.js";
+import type { CodeLimits, Part, PendingCall, RawToolCall, Reply, Turn } from "./state.js";
 
 /** A tool as offered to the model (OpenAI function format without the wrapper). */
 export interface ToolSpec {
@@ -37,7 +38,20 @@ export function neutralizeTags(text: string): string {
   return text.replace(TAG_PATTERN, "&lt;$1&gt;");
 }
 
-export function systemPrompt(dialect: Dialect, tools: ToolSpec[], coordsDefault: string): string {
+/** What the system prompt says about the code tool: the files, the conventions and the limits. */
+function codeToolLines(limits: CodeLimits): string[] {
+  const kib = Math.round(limits.outputBytes / 1024);
+  return [
+    "",
+    "# The code tool",
+    "code runs a self-contained Python 3 program in a sandbox with PIL, numpy and OpenCV (cv2), without network access. Each call starts fresh: import and open what you need every time.",
+    `Every image of this conversation is a read-only file: img_N is at ${SANDBOX_IMAGES_DIR}/img_N.<ext> (jpg, png, webp or gif, its format), and each input image also at the path given with it, relative to the working directory.`,
+    `To show an image you made, save it under ${SANDBOX_OUTPUT_DIR}/ with a new name (e.g. ${SANDBOX_OUTPUT_DIR}/<name>_<random>.jpg) and print its path; it becomes the next img_N and you see it. At most ${limits.maxImages} images per call.`,
+    `What the program prints comes back as {"result": "…", "type": "code"}; on an error, the traceback. Limits per call: ${Math.round(limits.timeoutMs / 1000)} s, ${limits.memoryMb} MiB of memory, ${kib} KiB of printed output.`,
+  ];
+}
+
+export function systemPrompt(dialect: Dialect, tools: ToolSpec[], coordsDefault: string, code?: CodeLimits): string {
   const searching = tools.some((t) => t.name === "text_search" || t.name === "web_visit");
   const lines = [
     "You are Loupe, a multimodal research agent. You answer questions about images by thinking with them and, when needed, by searching.",
@@ -50,6 +64,7 @@ export function systemPrompt(dialect: Dialect, tools: ToolSpec[], coordsDefault:
   ];
   if (dialect === "tools") {
     lines.push("Before each action, think briefly inside <think>…</think>.");
+    if (code) lines.push(...codeToolLines(code));
     return lines.join("\n");
   }
   lines.push(
@@ -62,13 +77,19 @@ export function systemPrompt(dialect: Dialect, tools: ToolSpec[], coordsDefault:
     "# Tools",
     ...tools.map((t) => JSON.stringify({ name: t.name, description: t.description, parameters: t.parameters })),
   );
+  if (code) lines.push(...codeToolLines(code));
   return lines.join("\n");
 }
 
-export function questionTurn(question: string, images: ImageRefWithModelView[]): Turn {
+/**
+ * The question with the input images, each labelled with its id and size, and, when the code tool
+ * is offered, the path its code can open it by (as R1V4's prompts give the image path).
+ */
+export function questionTurn(question: string, images: ImageRefWithModelView[], paths?: string[]): Turn {
   const parts: Part[] = [];
-  for (const image of images) {
-    parts.push({ type: "text", text: `${image.ref.id} (${image.ref.width}×${image.ref.height}):` });
+  for (const [i, image] of images.entries()) {
+    const path = paths?.[i] ? `; path: ${paths[i]}` : "";
+    parts.push({ type: "text", text: `${image.ref.id} (${image.ref.width}×${image.ref.height}${path}):` });
     parts.push({ type: "image", id: image.ref.id, sha256: image.view.sha256, mime: image.view.mime });
   }
   parts.push({ type: "text", text: question });
@@ -97,14 +118,39 @@ export interface CallObservation {
 function imageCaption(image: ImageRefWithModelView): string {
   const { ref, view } = image;
   const shown = view.width !== ref.width || view.height !== ref.height ? `, shown at ${view.width}×${view.height}` : "";
-  return `${ref.id} (${ref.width}×${ref.height}${shown}${ref.op ? `; ${ref.op}` : ""})`;
+  // An image a code cell saved is also named by the path the cell printed.
+  const at = ref.path && ref.op === "code" ? ` at ${ref.path}` : "";
+  return `${ref.id}${at} (${ref.width}×${ref.height}${shown}${ref.op ? `; ${ref.op}` : ""})`;
+}
+
+/**
+ * The tags-dialect observation of a turn whose one call was `code`: R1V4's exact form,
+ * `<observation>{"result": "…", "type": "code"}</observation>`, then each new image with its caption, then any notes.
+ */
+function codeObservationTurn(observation: CallObservation, noteText: string): Turn {
+  const parts: Part[] = [];
+  let text = `<observation>${neutralizeTags(observation.text)}</observation>`;
+  for (const image of observation.images) {
+    parts.push({ type: "text", text: `${text}\n${imageCaption(image)}:` });
+    parts.push({ type: "image", id: image.ref.id, sha256: image.view.sha256, mime: image.view.mime });
+    text = "";
+  }
+  if (noteText) text += `${text ? "\n" : ""}${noteText}`;
+  if (text) parts.push({ type: "text", text });
+  return { role: "user", parts };
+}
+
+/** Whether a turn's observations are one code call's, which the tags dialect shows in R1V4's exact form. */
+export function isLoneCodeCall(names: string[]): boolean {
+  return names.length === 1 && names[0] === "code";
 }
 
 /**
  * Turns for the results of one model turn's calls, in call order.
  * tools dialect: one `tool` message per call, then one user turn carrying the images
  * (chat-completions tool messages cannot carry images) and any notes.
- * tags dialect: one user turn `<observation>…</observation>` with the images inside.
+ * tags dialect: one user turn `<observation>…</observation>` with the images inside (a lone
+ * code call's in R1V4's exact form, see codeObservationTurn).
  */
 export function observationTurns(dialect: Dialect, observations: CallObservation[], notes: string[]): Turn[] {
   const noteText = notes.length ? `Note: ${notes.map(neutralizeTags).join(" ")}` : "";
@@ -125,6 +171,7 @@ export function observationTurns(dialect: Dialect, observations: CallObservation
     if (parts.length) turns.push({ role: "user", parts });
     return turns;
   }
+  if (isLoneCodeCall(observations.map((o) => o.call.name))) return [codeObservationTurn(observations[0]!, noteText)];
   const parts: Part[] = [];
   let text = "<observation>\n";
   observations.forEach((o, i) => {

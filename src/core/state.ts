@@ -19,6 +19,11 @@ export const ImageRefSchema = z.object({
   parent: z.string().nullable(),
   /** Short description of the operation that produced it, e.g. `crop [10,20,400,300]` (null for inputs). */
   op: z.string().nullable(),
+  /**
+   * The path the model knows the image by besides its id, which the code tool can open: an input's
+   * file path as it was given, or where a code cell saved the image (/mnt/data/temp_processed_images/…).
+   */
+  path: z.string().optional(),
 });
 export type ImageRef = z.infer<typeof ImageRefSchema>;
 
@@ -33,6 +38,10 @@ export const PartSchema = z.discriminatedUnion("type", [
   }),
 ]);
 export type Part = z.infer<typeof PartSchema>;
+
+/** The code tool's limits as the system prompt states them. */
+export const CodeLimitsSchema = z.object({ timeoutMs: z.int(), memoryMb: z.int(), outputBytes: z.int(), maxImages: z.int() });
+export type CodeLimits = z.infer<typeof CodeLimitsSchema>;
 
 /** A tool call exactly as the model emitted it; `arguments` is the raw JSON text, kept byte-for-byte. */
 export const RawToolCallSchema = z.object({ id: z.string(), name: z.string(), arguments: z.string() });
@@ -52,6 +61,8 @@ export const TurnSchema = z.discriminatedUnion("role", [
     dialect: z.enum(DIALECTS),
     tools: z.array(z.string()),
     coords: z.enum(COORDS),
+    /** The code tool's limits, stated in the prompt (present when the code tool is offered). */
+    code: CodeLimitsSchema.optional(),
   }),
   /** A system prompt given as text (Plan mode's). */
   z.object({ role: z.literal("system_text"), text: z.string() }),
@@ -87,7 +98,7 @@ export const PendingCallSchema = z.object({
   name: z.string(),
   /** Parsed arguments when valid; null when `error` says why they are not. */
   args: z.record(z.string(), z.unknown()).nullable(),
-  kind: z.enum(["image", "search", "invalid"]),
+  kind: z.enum(["image", "code", "search", "invalid"]),
   error: z.string().optional(),
   /** Human-in-the-loop: the call waits for a person's approval (required) or has it (approved). */
   approval: z.enum(["required", "approved"]).optional(),
@@ -112,8 +123,12 @@ export const ToolResultSchema = z.object({
         box: z.object({ left: z.int(), top: z.int(), width: z.int(), height: z.int() }).optional(),
         /** Standard deviation of the pixel values (0-255), for blank-crop detection. */
         stdev: z.number().optional(),
+        /** Where a code cell saved it (see ImageRef.path). */
+        path: z.string().optional(),
       }),
     ),
+  /** Notes for the model beside the result (e.g. images a code cell made beyond the limit). */
+  notes: z.array(z.string()).optional(),
   urls: z.array(z.object({ url: z.string(), title: z.string().optional() })),
   /** Number of search results or pages found; 0 flags an empty search. */
   resultCount: z.int().optional(),

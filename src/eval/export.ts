@@ -4,7 +4,7 @@ import { basename, dirname, extname, join, resolve } from "node:path";
 import { BLANK_STDEV } from "../../nodes/reflect.js";
 import type { ImageStore } from "../core/images.js";
 import type { ModelClient } from "../core/model.js";
-import { planModePrompt, systemPrompt } from "../core/protocol.js";
+import { isLoneCodeCall, planModePrompt, systemPrompt } from "../core/protocol.js";
 import type { Part, PlanStep, Turn } from "../core/state.js";
 import { imageStats } from "../../tools/image-ops.js";
 import { toolSpecs } from "../../tools/index.js";
@@ -81,9 +81,12 @@ function formatProblem(traj: Trajectory): string | null {
   return null;
 }
 
+/** A failed call, a code cell's sandbox error among them (R1V4 dropped trajectories with sandbox execution errors). */
 function toolErrorProblem(traj: Trajectory): string | null {
   const failed = traj.toolCalls.find((c) => !c.ok);
-  return failed ? `call ${failed.step} (${failed.name}) failed: ${(failed.error ?? "").slice(0, 160)}` : null;
+  if (!failed) return null;
+  const what = failed.name === "code" ? "sandbox error" : "failed";
+  return `call ${failed.step} (${failed.name}) ${what}: ${(failed.error ?? "").slice(0, 160)}`;
 }
 
 function recropProblem(traj: Trajectory): string | null {
@@ -175,6 +178,20 @@ function canonicalArgs(raw: string): unknown {
   }
 }
 
+/**
+ * A turn's tool results (tools dialect) as one R1V4 observation; `extra` is the user turn after
+ * them (captions, images, notes). A lone code call's is R1V4's own form: the JSON alone inside the
+ * tags, the images and notes after.
+ */
+function observationMessage(results: string[], callNames: string[], extra?: { text: string; images: Part[] }): Message {
+  const images = extra?.images ?? [];
+  if (isLoneCodeCall(callNames) && results.length === 1) {
+    return { role: "user", content: `<observation>${results[0]}</observation>${extra?.text ? `\n${extra.text}` : ""}`, images };
+  }
+  const body = [...results.map((t, i) => (results.length > 1 ? `[${i + 1}] ${t}` : t)), ...(extra?.text ? [extra.text] : [])].join("\n");
+  return { role: "user", content: `<observation>\n${body}\n</observation>`, images };
+}
+
 /** The conversation in R1V4's tag protocol: tool calls as <tool_call> JSON, tool results as <observation> user turns. */
 export function tagMessages(traj: Trajectory): Message[] {
   const out: Message[] = [];
@@ -185,12 +202,14 @@ export function tagMessages(traj: Trajectory): Message[] {
       last.images.push(...m.images);
     } else out.push(m);
   };
-  push({ role: "system", content: systemPrompt("tags", toolSpecs(traj.tools, traj.coords), traj.coords), images: [] });
+  const system = traj.conversation.find((t) => t.role === "system");
+  const codeLimits = system?.role === "system" ? system.code : undefined;
+  push({ role: "system", content: systemPrompt("tags", toolSpecs(traj.tools, traj.coords), traj.coords, codeLimits), images: [] });
   let pendingTools: string[] = [];
+  let callNames: string[] = [];
   const flushTools = (extra?: { text: string; images: Part[] }) => {
     if (!pendingTools.length && !extra) return;
-    const body = [...pendingTools.map((t, i) => (pendingTools.length > 1 ? `[${i + 1}] ${t}` : t)), ...(extra?.text ? [extra.text] : [])].join("\n");
-    push({ role: "user", content: `<observation>\n${body}\n</observation>`, images: extra?.images ?? [] });
+    push(observationMessage(pendingTools, callNames, extra));
     pendingTools = [];
   };
   for (const turn of traj.conversation) {
@@ -200,6 +219,7 @@ export function tagMessages(traj: Trajectory): Message[] {
         break;
       case "assistant": {
         flushTools();
+        callNames = (turn.toolCalls ?? []).map((c) => c.name);
         let content = turn.text.trim();
         if (turn.toolCalls?.length) {
           content = content.replace(/<tool_call>[\s\S]*?(<\/tool_call>|$)/gi, "").trim();

@@ -1,4 +1,5 @@
 // The composition root: builds the agent's dependencies (model clients, image store, search providers behind the cache) from configuration and secrets.
+import { bubblewrapSandbox } from "../../tools/code/tool.js";
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { AgentDeps } from "../core/agent-deps.js";
@@ -137,6 +138,7 @@ export function createDeps(
     searchCache: cache ?? undefined,
     database,
     readImage: overrides.readImage,
+    sandbox: overrides.sandbox ?? bubblewrapSandbox,
     close: async () => {
       await cache?.close();
       for (const provider of search) (provider as { close?: () => void }).close?.();

@@ -22,7 +22,7 @@ export const searchToolSchemas = {
     goal: z.string().optional().describe("What you want to learn from the pages"),
   }),
   image_search: z.object({
-    image_paths: z.array(z.string()).min(1).max(3).describe("Image ids to reverse-search, e.g. [\"img_0\"] or a crop [\"img_3\"]"),
+    image_paths: z.array(z.string()).min(1).max(3).describe("Image ids to reverse-search, e.g. [\"img_0\"] or a crop [\"img_3\"]; a sandbox path of the code tool (/mnt/data/images/img_3.jpg, /mnt/data/temp_processed_images/…) works too"),
   }),
 } as const;
 export type SearchToolName = keyof typeof searchToolSchemas;
