@@ -1,6 +1,9 @@
 // Benchmark 5: prefix stability. Over 24-tool-call trajectories, how much of each request re-sends the
 // previous request byte for byte (what vLLM's prefix cache can reuse), and how many image parts are
 // re-sent byte-identical. The anchor is the ideal: 100%.
+// Then the same where vLLM's prefix cache actually works, on the prompt the chat template renders: the 15-call
+// trajectory with a Qwen3-VL model's replies as vLLM returns them, each request rendered through Qwen3-VL's
+// Instruct and Thinking templates as vLLM renders it (test/chat-template.ts, shared with its test).
 import { join } from "node:path";
 import { writeFile } from "node:fs/promises";
 import { createAgent } from "../graphs/agent.js";
@@ -13,6 +16,8 @@ import { harbourImage, TRAJECTORY_ACTIONS, TRAJECTORY_PAGES, TRAJECTORY_SEARCH }
 import { benchSettings, fmt, pct, photoJpeg, round, tempDir, type Benchmark } from "./lib/common.js";
 import { scenarioEntry, SCENARIO_ANSWER } from "./lib/scenarios.js";
 import { QUESTION } from "./overhead.js";
+import { promptStability, runEmulatedTrajectory, setupLabel, type ContentFormat, type EmulatedSetup, type TemplateName } from "../test/chat-template.js";
+import { TRAJECTORY_ANSWER, TRAJECTORY_TOOL_CALLS } from "../src/cli/demo/trajectory.js";
 
 type Action = (typeof TRAJECTORY_ACTIONS)[number];
 
@@ -70,8 +75,72 @@ interface TrajectoryStat {
   pairs: PairStat[];
 }
 
+/** Prompt-level stability of one chat template's rendering of a trajectory, in one of vLLM's content formats. */
+interface PromptFigures {
+  /** Consecutive pairs whose rendered(k) + generated(k) is a prefix of rendered(k+1). */
+  extending: number;
+  pairs: number;
+  /** Characters re-prefilled per pair (prompt and generated text after the first difference): median, mean, worst. */
+  medianReprefilled: number;
+  meanReprefilled: number;
+  maxReprefilled: number;
+}
+
+interface PromptStat {
+  dialect: "tools" | "tags";
+  template: TemplateName;
+  /** vLLM started with `--reasoning-parser qwen3`. */
+  reasoningParser: boolean;
+  label: string;
+  requests: number;
+  toolCalls: number;
+  /** The JSON-level figures for the same requests, as in the table above. */
+  json: { overallShare: number; minShare: number; allFieldsEqual: boolean };
+  /** `--chat-template-content-format openai` (auto-detection's choice for Instruct). */
+  openai: PromptFigures;
+  /** vLLM's "string" content format (auto-detection's choice for Thinking up to 0.18). */
+  string: PromptFigures;
+}
+
 export interface PrefixResult {
   trajectories: TrajectoryStat[];
+  /** Prompt-level stability through Qwen3-VL's chat templates (absent in results stored before it was measured). */
+  prompt?: PromptStat[];
+}
+
+/** The set-ups of the prompt-level table: each dialect × template, Thinking also with the reasoning parser. */
+const PROMPT_SETUPS: EmulatedSetup[] = [
+  { dialect: "tools", template: "instruct", reasoningParser: false },
+  { dialect: "tags", template: "instruct", reasoningParser: false },
+  { dialect: "tools", template: "thinking", reasoningParser: false },
+  { dialect: "tools", template: "thinking", reasoningParser: true },
+  { dialect: "tags", template: "thinking", reasoningParser: false },
+  { dialect: "tags", template: "thinking", reasoningParser: true },
+];
+
+async function promptStat(setup: EmulatedSetup, image: Buffer): Promise<PromptStat> {
+  const run = await runEmulatedTrajectory(setup, image);
+  const label = setupLabel(setup);
+  if (run.answer !== TRAJECTORY_ANSWER || run.toolCalls !== TRAJECTORY_TOOL_CALLS || run.turns.length !== run.requests.length) {
+    throw new Error(`prefix/${label}: expected ${TRAJECTORY_TOOL_CALLS} tool calls, one reply per request and ${TRAJECTORY_ANSWER}, got ${run.toolCalls} calls, ${run.turns.length} replies to ${run.requests.length} requests and ${run.answer}`);
+  }
+  const replies = run.turns.map((t) => t.reply);
+  const figures = (contentFormat: ContentFormat): PromptFigures => {
+    const [s] = promptStability(run.requests, replies, { templates: [setup.template], contentFormat });
+    return { extending: s!.extending, pairs: s!.pairs, medianReprefilled: s!.medianReprefilled, meanReprefilled: s!.reprefilledPerPair, maxReprefilled: s!.maxReprefilled };
+  };
+  const json = prefixStats(label, setup.dialect, run.recorded, run.toolCalls);
+  return {
+    dialect: setup.dialect,
+    template: setup.template,
+    reasoningParser: setup.reasoningParser,
+    label,
+    requests: run.requests.length,
+    toolCalls: run.toolCalls,
+    json: { overallShare: json.overallShare, minShare: json.minShare, allFieldsEqual: json.allFieldsEqual },
+    openai: figures("openai"),
+    string: figures("string"),
+  };
 }
 
 function commonPrefix(a: string, b: string): number {
@@ -176,7 +245,14 @@ export const prefix: Benchmark<PrefixResult> = {
         await dir.cleanup();
       }
     }
-    return { trajectories };
+    // Prompt level: the set-ups run side by side (nothing here is timed).
+    const image = await harbourImage();
+    const setups = ctx.quick ? PROMPT_SETUPS.filter((x) => x.template === "instruct" ? x.dialect === "tools" : x.dialect === "tags" && !x.reasoningParser) : PROMPT_SETUPS;
+    const prompt = await Promise.all(setups.map((x) => promptStat(x, image)));
+    for (const p of prompt) {
+      ctx.log(`  ${p.label}: JSON prefix ${pct(p.json.minShare, 3)} (lowest), prompt pairs extending ${p.openai.extending}/${p.openai.pairs}, re-prefilled per pair median ${p.openai.medianReprefilled} / worst ${p.openai.maxReprefilled} chars ("string" format ${p.string.extending}/${p.string.pairs})`);
+    }
+    return { trajectories, prompt };
   },
   markdown(r) {
     const rows = r.trajectories.map(
@@ -197,6 +273,7 @@ export const prefix: Benchmark<PrefixResult> = {
       "Per request (share of the previous request re-sent, %):",
       "",
       ...perRequest.map((l) => `- ${l}`),
+      ...(r.prompt?.length ? ["", ...promptMarkdown(r.prompt)] : []),
     ].join("\n");
   },
   targets(r) {
@@ -206,3 +283,22 @@ export const prefix: Benchmark<PrefixResult> = {
     return [{ target: "Prefix stability 100% (every request, every image part)", measured: `lowest request ${pct(min, 3)}, image parts ${pct(img, 3)}, other fields identical: ${fields ? "yes" : "no"}`, holds: min === 1 && img === 1 && fields }];
   },
 };
+
+function promptMarkdown(stats: PromptStat[]): string[] {
+  const setUp = (p: PromptStat) => (p.template === "thinking" ? (p.reasoningParser ? "`--reasoning-parser qwen3`" : "no reasoning parser") : "—");
+  const name = (t: TemplateName) => (t === "instruct" ? "Instruct" : "Thinking");
+  const chars = (f: PromptFigures) => `${f.medianReprefilled} / ${f.maxReprefilled}`;
+  const rows = stats.map(
+    (p) =>
+      `| ${p.dialect} | ${name(p.template)} | ${setUp(p)} | ${p.requests} | ${pct(p.json.minShare, 3)}${p.json.allFieldsEqual ? "" : " (other fields differ)"} | **${p.openai.extending}/${p.openai.pairs}** | ${chars(p.openai)} | ${p.string.extending}/${p.string.pairs} · ${chars(p.string)} |`,
+  );
+  return [
+    "**Prompt level.** vLLM's prefix cache works on the prompt the chat template renders, not on the JSON. The recorded harbour trajectory (15 tool calls) runs end to end with each reply written as a Qwen3-VL model writes it and returned as vLLM's parsers return it, and every request is rendered through Qwen's Qwen3-VL chat template as vLLM renders it (`test/chat-template.ts`): a pair of consecutive requests extends when request k's prompt plus what the model generated is a prefix of request k+1's prompt; otherwise the server prefills everything after the first difference again (characters of prompt and generated text; 0 for a pair that extends).",
+    "",
+    "| dialect | chat template | vLLM set-up | requests | JSON prefix re-sent, lowest request | pairs whose prompt extends (content format `openai`) | characters re-prefilled per pair, median / worst | content format `string`: pairs that extend · median / worst |",
+    "|---|---|---|---|---|---|---|---|",
+    ...rows,
+    "",
+    "tags × Thinking breaks because the Thinking template keeps a turn's `<think>` block only after the last user query (the last user message that is not a `<tool_response>`), and every `<observation>` of the tags dialect is one: each request drops the previous turn's reasoning (and the `<think>\\n` its prompt opened), so what the model generated is prefilled again and the model never sees its earlier reasoning, however byte-stable the JSON is. The last column is vLLM's `string` content format, which its auto-detection can pick for the Thinking template (`--chat-template-content-format openai` selects the first).",
+  ];
+}

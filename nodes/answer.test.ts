@@ -94,7 +94,7 @@ describe("answer: a budget ran out", () => {
     expect(last!.options.tools).toEqual(planner!.options.tools);
     expect(last!.options.tools).toEqual(dialectRequestOptions("tools", createToolbox(f.deps.search, "rel1000").specs).tools);
     expect(last!.options.tools!.map((t) => t.name)).toContain("text_search");
-    const request = userTurn("You have used all 2 tool calls. Do not call any more tools. Give your best final answer now, inside <answer>…</answer>.");
+    const request = userTurn("<tool_response>\nYou have used all 2 tool calls. Do not call any more tools. Give your best final answer now, inside <answer>…</answer>.\n</tool_response>");
     expect(last!.turns).toEqual([...EARLIER, request]);
     expect(update.conversation).toEqual([request, { role: "assistant", text: "<think>out of calls</think><answer>best guess</answer>" }]);
     expect(update.usage).toEqual({ ...usage, turns: 4, promptTokens: 60, completionTokens: 25, modelMs: 109 });

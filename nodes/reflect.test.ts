@@ -2,7 +2,7 @@
 import { Overwrite } from "@langchain/langgraph";
 import sharp from "sharp";
 import { describe, expect, it } from "vitest";
-import type { AgentStateValue, PendingCall, ToolResult } from "../src/core/state.js";
+import type { AgentStateValue, PendingCall, ToolResult, Turn } from "../src/core/state.js";
 import type { PixelBox } from "../tools/image-ops.js";
 import { createImageToolNode } from "./image-tool.js";
 import { createReflectNode } from "./reflect.js";
@@ -37,17 +37,35 @@ async function afterCalls(options: NodeFixtureOptions, make: (f: NodeFixture) =>
   return { f, update, state };
 }
 
+/** A user turn's parts (what a tool message carries after its text). */
+const partsOf = (turn: Turn) => (turn as Extract<Turn, { role: "user" }>).parts;
+
 /** The text parts of the conversation the update appends, joined. */
 function told(update: { conversation?: unknown }): string {
   return ((update.conversation ?? []) as Array<{ text?: string; parts?: Array<{ text?: string }> }>)
-    .map((t) => t.text ?? (t.parts ?? []).map((p) => p.text ?? "").join("\n"))
+    .map((t) => [t.text ?? "", ...(t.parts ?? []).map((p) => p.text ?? "")].filter(Boolean).join("\n"))
     .join("\n");
 }
 
 describe("reflect: observations", () => {
-  it("tools dialect: one tool message per call in call order, then a user turn with the new images", async () => {
+  it("tools dialect: one tool message per call in call order, each with its own images (the notes in the last)", async () => {
     let made!: MadeImage;
     const { update } = await afterCalls({}, async (f) => {
+      made = await cropMade(f, QUARTER);
+      return {
+        pending: [crop("c1"), search("c2")],
+        results: [toolResult("c2", { text: "nothing", resultCount: 0 }), toolResult("c1", { text: "crop of img_0 done: crop [0,0,200,150]", images: [made] })],
+      };
+    });
+    expect(update.conversation).toEqual([
+      { role: "tool", toolCallId: "c1", text: "crop of img_0 done: crop [0,0,200,150]", parts: partsOf(userTurn("img_1 (200×150; crop [0,0,200,150]):", { ...made, id: "img_1" })) },
+      { role: "tool", toolCallId: "c2", text: "nothing", parts: [{ type: "text", text: "Note: text_search found nothing; try other wording or another approach." }] },
+    ]);
+  });
+
+  it("tools dialect with LOUPE_TOOL_IMAGES=user: one tool message per call in call order, then a user turn with the new images", async () => {
+    let made!: MadeImage;
+    const { update } = await afterCalls({ settings: { toolImages: "user" } }, async (f) => {
       made = await cropMade(f, QUARTER);
       return {
         pending: [crop("c1"), search("c2")],
@@ -176,7 +194,7 @@ describe("reflect: step checks", () => {
       return { pending: [crop("c1"), crop("c2", [500, 0, 1000, 500])], results: [toolResult("c1", { images: [made[0]!] }), toolResult("c2", { images: [made[1]!] })] };
     });
     expect(written(update.images).map((i) => i.id)).toEqual(["img_1", "img_2"]);
-    const shown = (written(update.conversation).at(-1) as { parts: Array<{ type: string; id?: string }> }).parts.filter((p) => p.type === "image");
+    const shown = (written(update.conversation) as Array<{ parts?: Array<{ type: string; id?: string }> }>).flatMap((t) => t.parts ?? []).filter((p) => p.type === "image");
     expect(shown.map((p) => p.id)).toEqual(["img_1"]);
     expect(told(update)).toContain("img_2 was made but is not shown: the conversation already holds 2 images. Answer from what you have seen, or search.");
     expect(update.usage!.imagesInContext).toBe(2);
@@ -252,7 +270,7 @@ describe("reflect: a malformed reply and the turn's end", () => {
       results: [],
       values: { reply: { kind: "malformed", think: "", problem }, usage: { ...agentState().usage, consecutiveErrors: 1 } },
     }));
-    const text = dialect === "tags" ? `<observation>\nFormat error: ${problem}\n</observation>` : `Format error: ${problem}`;
+    const text = dialect === "tags" ? `<observation>\nFormat error: ${problem}\n</observation>` : `<tool_response>\nFormat error: ${problem}\n</tool_response>`;
     expect(update.conversation).toEqual([userTurn(text)]);
     expect(update.usage!.consecutiveErrors).toBe(2);
     expect(update.toolCalls).toEqual([]);
@@ -304,15 +322,14 @@ describe("reflect: code cells", () => {
     expect(update.images).toEqual([expect.objectContaining({ id: "img_1", op: "code", parent: "img_0", path: "/mnt/data/temp_processed_images/c_1.png" })]);
   });
 
-  it("tools dialect: the tool message is the JSON, the saved image follows in a user turn", async () => {
+  it("tools dialect: the tool message is the JSON, with the saved image after it", async () => {
     let made!: MadeImage;
     const { update } = await afterCalls({}, async (f) => {
       made = await savedByCode(f);
       return { pending: [code("c1")], results: [toolResult("c1", { text: JSON_RESULT, images: [made] })] };
     });
     expect(update.conversation).toEqual([
-      { role: "tool", toolCallId: "c1", text: JSON_RESULT },
-      userTurn("img_1 at /mnt/data/temp_processed_images/c_1.png (200×150; code):", { ...made, id: "img_1" }),
+      { role: "tool", toolCallId: "c1", text: JSON_RESULT, parts: partsOf(userTurn("img_1 at /mnt/data/temp_processed_images/c_1.png (200×150; code):", { ...made, id: "img_1" })) },
     ]);
   });
 

@@ -169,7 +169,7 @@ export function createReflectNode(deps: AgentDeps) {
         observations.push(observation);
       }
       countCalls(r, pending.length, failures);
-      conversation.push(...observationTurns(settings.dialect, observations, r.notes));
+      conversation.push(...observationTurns(settings.dialect, observations, r.notes, settings.toolImages));
     }
     return {
       conversation,

@@ -16,7 +16,11 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { Template } from "@huggingface/jinja";
-import type { ScriptedTurn } from "../src/cli/demo/scripted-model-server.js";
+import { FAKE_TAVILY_API_KEY, startFakeTavilyServer } from "../src/cli/demo/fake-tavily-server.js";
+import { startScriptedModelServer, type RecordedRequest, type ScriptEntry, type ScriptedTurn } from "../src/cli/demo/scripted-model-server.js";
+import { TRAJECTORY_PAGES, TRAJECTORY_SEARCH, trajectoryScript, type Dialect } from "../src/cli/demo/trajectory.js";
+import { ask } from "../src/run/ask.js";
+import { tempDir, testAgent, testSettings, writeImage } from "./helpers.js";
 
 // ---------------------------------------------------------------------------------------------------------------
 // Templates
@@ -474,6 +478,82 @@ export async function startReasoningFront(upstreamUrl: string, reasoningFor: (in
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// The 15-call trajectory, run end to end with a Qwen3-VL model's replies as vLLM returns them
+
+/** One vLLM set-up for the trajectory: Loupe's dialect, the model's chat template, the reasoning parser. */
+export interface EmulatedSetup {
+  dialect: Dialect;
+  template: TemplateName;
+  /** vLLM started with `--reasoning-parser qwen3`. */
+  reasoningParser: boolean;
+  /** The reply field the reasoning comes in: vLLM ≥ 0.11 sends `reasoning` (default), older servers `reasoning_content`. */
+  replyField?: "reasoning" | "reasoning_content";
+}
+
+export interface EmulatedRun extends EmulatedSetup {
+  requests: ChatRequestBody[];
+  /** The same requests as the scripted server recorded them (raw HTTP body included). */
+  recorded: RecordedRequest[];
+  /** Per request: the model's raw output and what vLLM returned for it. */
+  turns: Array<{ raw: string; reply: ModelReply }>;
+  answer: string | null;
+  toolCalls: number;
+}
+
+/** E.g. "tools × thinking (--reasoning-parser qwen3)". */
+export function setupLabel(c: EmulatedSetup): string {
+  return `${c.dialect} × ${c.template}${c.template === "thinking" ? (c.reasoningParser ? ` (--reasoning-parser qwen3${c.replyField === "reasoning_content" ? ", replies with reasoning_content" : ""})` : " (no reasoning parser)") : ""}`;
+}
+
+/**
+ * The trajectory's script, each turn written as a Qwen3-VL model on `setup.template` writes it (modelOutput) and
+ * returned as vLLM returns it (vllmReply: hermes tool parser, stop strings, optionally the qwen3 reasoning parser).
+ * Each turn's raw output and reply are pushed onto `turns` as the script is consumed.
+ */
+export function emulatedScript(setup: EmulatedSetup, turns: EmulatedRun["turns"]): ScriptEntry[] {
+  return trajectoryScript(setup.dialect).map((entry) => (req) => {
+    const scripted = typeof entry === "function" ? entry(req) : entry;
+    const raw = modelOutput(scripted, setup.template);
+    const reply = vllmReply(raw, req.body as ChatRequestBody, { toolParser: "hermes", reasoningParser: setup.reasoningParser ? "qwen3" : undefined });
+    turns.push({ raw, reply });
+    return scriptedTurnOf(reply);
+  });
+}
+
+export const TRAJECTORY_QUESTION = "What code is written on the north pier sign, and what does it mark?";
+
+/**
+ * Runs the 15-tool-call trajectory end to end against the scripted model server with `emulatedScript`'s replies
+ * (`image`: the harbour photo, `harbourImage()`). The scripted server cannot send a reasoning field, so with the
+ * reasoning parser a proxy in front of it (startReasoningFront) adds vLLM's reasoning to each reply. As in the
+ * trajectory test, the tools dialect streams and the tags dialect does not.
+ */
+export async function runEmulatedTrajectory(setup: EmulatedSetup, image: Buffer): Promise<EmulatedRun> {
+  const tmp = await tempDir();
+  const turns: EmulatedRun["turns"] = [];
+  const model = await startScriptedModelServer({ script: emulatedScript(setup, turns) });
+  const front = setup.reasoningParser ? await startReasoningFront(model.url, (i) => turns[i]?.reply.reasoning ?? undefined, setup.replyField) : undefined;
+  const tavily = await startFakeTavilyServer({ search: TRAJECTORY_SEARCH, pages: TRAJECTORY_PAGES });
+  try {
+    const path = await writeImage(tmp.dir, "harbour.jpg", image);
+    const settings = testSettings({ modelUrl: front?.url ?? model.url, dataDir: tmp.dir, dialect: setup.dialect, tavilyUrl: tavily.url, stream: setup.dialect === "tools" });
+    const { agent, close } = testAgent(settings, { tavilyApiKey: FAKE_TAVILY_API_KEY });
+    try {
+      const result = await ask(agent, { settings, question: TRAJECTORY_QUESTION, images: [path] });
+      const recorded = model.chatRequests();
+      return { ...setup, requests: recorded.map((r) => r.body as ChatRequestBody), recorded, turns, answer: result.answer, toolCalls: result.toolCalls.length };
+    } finally {
+      close();
+    }
+  } finally {
+    await front?.close();
+    await model.close();
+    await tavily.close();
+    await tmp.cleanup();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Prefix report
 
 export interface PairDetail {
@@ -513,13 +593,27 @@ export interface PrefixReportOptions extends VllmConversionOptions, RenderOption
   context?: number;
 }
 
+/**
+ * Qwen3-VL's added tokens that the templates write: each is one token, so a difference inside one (`<think>` against
+ * `<tool_call>` share "<t") is a difference at its start.
+ */
+const SPECIAL_TOKENS = ["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>", "<think>", "</think>", "<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>"];
+
+/** First offset where a and b differ, moved back to the start of a special token it falls inside. */
 function firstDifference(a: string, b: string): number {
   const n = Math.min(a.length, b.length);
   let i = 0;
   const CH = 1024;
   while (i + CH <= n && a.slice(i, i + CH) === b.slice(i, i + CH)) i += CH;
   while (i < n && a.charCodeAt(i) === b.charCodeAt(i)) i++;
-  return i;
+  if (i === a.length && i <= b.length) return i;
+  let d = i;
+  for (const token of SPECIAL_TOKENS) {
+    for (let s = Math.max(0, i - token.length + 1); s < i; s++) {
+      if (s < d && (a.startsWith(token, s) || b.startsWith(token, s))) d = s;
+    }
+  }
+  return d;
 }
 
 /** For each consecutive pair of requests: does request k+1's prompt extend request k's plus what was generated? */
@@ -560,6 +654,8 @@ export interface PromptStability {
   extending: number;
   /** Mean characters re-prefilled per pair (prompt and generated text after the divergence). */
   reprefilledPerPair: number;
+  /** Median over the pairs of the characters re-prefilled (0 for a pair that extends). */
+  medianReprefilled: number;
   /** The largest single pair's re-prefilled characters. */
   maxReprefilled: number;
 }
@@ -583,7 +679,16 @@ export function promptStability(
       pairs: report.pairs,
       extending: report.extending,
       reprefilledPerPair: report.pairs ? Math.round(report.reprefilledTotal / report.pairs) : 0,
+      medianReprefilled: median(per),
       maxReprefilled: per.length ? Math.max(...per) : 0,
     };
   });
+}
+
+/** Median of a list of numbers (the mean of the middle two for an even count), 0 for none. */
+function median(xs: number[]): number {
+  if (!xs.length) return 0;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }

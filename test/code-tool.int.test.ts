@@ -86,7 +86,9 @@ function observationJson(messages: Message[], dialect: Dialect): string {
   if (dialect === "tools") {
     const tool = messages.find((m) => m.role === "tool");
     if (!tool) throw new Error(`no tool message in ${JSON.stringify(messages).slice(0, 500)}`);
-    return textOf(tool);
+    // The result is the tool message's first part (the call's images and the notes follow it), or,
+    // when only notes follow, its first line (the JSON has its newlines escaped).
+    return Array.isArray(tool.content) ? ((tool.content as Array<{ text?: string }>)[0]?.text ?? "") : textOf(tool).split("\n")[0]!;
   }
   const user = messages.find((m) => m.role === "user");
   const m = /^<observation>(\{[\s\S]*?"type": "code"\})<\/observation>/.exec(user ? textOf(user) : "");

@@ -52,8 +52,9 @@ describe.each([true, false])("tool-call ids of one turn (stream %s)", (stream) =
     // The tool messages answer the ids the assistant turn carries, in order, each with its own call's result.
     const tools = messages.filter((m) => m.role === "tool");
     expect(tools.map((m) => m.tool_call_id)).toEqual([id0, id1]);
-    expect(String(tools[0]!.content)).toMatch(/^crop of img_0 done/);
-    expect(String(tools[1]!.content)).toMatch(/^flip of img_0 done/);
+    // Each tool message carries its call's result text first, then its image (LOUPE_TOOL_IMAGES=tool).
+    expect(requestText({ messages: [tools[0]] })).toMatch(/^crop of img_0 done[\s\S]*img_1 \(/);
+    expect(requestText({ messages: [tools[1]] })).toMatch(/^flip of img_0 done[\s\S]*img_2 \(/);
     expect(requestText(chats[1]!.body)).toMatch(/img_1 \(.*crop[\s\S]*img_2 \(.*flip/);
     expect(isPrefixExtension(chats[0]!.rawBody, chats[1]!.rawBody)).toBe(true);
   });

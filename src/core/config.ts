@@ -148,6 +148,10 @@ export const LoupeConfigSchema = z.object({
     .min(200)
     .default(6000)
     .describe("Most characters of text one tool observation may put in the conversation"),
+  toolImages: z
+    .enum(["tool", "user"])
+    .default("tool")
+    .describe("Tools dialect: where a call's images, captions and notes go: into its tool message (tool; keeps the chat template's prefix whole) or a user turn after the tool messages (user; for servers that refuse images in tool messages)"),
   code: z
     .enum(CODE_MODES)
     .default("auto")
@@ -263,6 +267,7 @@ export const ENV_VARS: Record<Key, string> = {
   searchRetries: "LOUPE_SEARCH_RETRIES",
   searchTimeoutMs: "LOUPE_SEARCH_TIMEOUT_MS",
   observationChars: "LOUPE_OBSERVATION_CHARS",
+  toolImages: "LOUPE_TOOL_IMAGES",
   code: "LOUPE_CODE",
   codeTimeoutMs: "LOUPE_CODE_TIMEOUT_MS",
   codeMemoryMb: "LOUPE_CODE_MEMORY_MB",

@@ -1,10 +1,11 @@
 // The model client: the real HTTP path to an OpenAI-compatible server (vLLM) through ChatOpenAI, with retries.
 import { AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage, type BaseMessage } from "@langchain/core/messages";
 import { ChatOpenAI, ChatOpenAICompletions, type ChatOpenAIFields } from "@langchain/openai";
+import { AsyncLocalStorage } from "node:async_hooks";
 import { createHash } from "node:crypto";
 import { getConfig } from "@langchain/langgraph";
 import pRetry, { AbortError } from "p-retry";
-import type { Coords, LoupeConfig } from "./config.js";
+import { ENV_VARS, type Coords, type LoupeConfig } from "./config.js";
 import type { ImageMime, ImageStore } from "./images.js";
 import { systemPrompt, type ModelReply, type ToolSpec } from "./protocol.js";
 import type { Part, RawToolCall, Turn } from "./state.js";
@@ -138,7 +139,7 @@ function chatCompletionFetch(url: string, streaming: boolean): typeof fetch {
   const what = streaming ? "a chat completion stream" : "a chat completion";
   const notIt = (got: string) => new NotChatCompletionError(`model server at ${url} answered 200 but not with ${what} (got ${got}); ${CHECK_MODEL_URL}`);
   return async (input, init) => {
-    const res = await fetch(input, init);
+    const res = await fetch(input, withReasoning(init));
     if (!res.ok) return res;
     const type = (res.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
     if (streaming && type === "text/event-stream" && res.body) {
@@ -155,6 +156,49 @@ function chatCompletionFetch(url: string, streaming: boolean): typeof fetch {
     await res.body?.cancel().catch(() => {});
     throw notIt(type || "no content type");
   };
+}
+
+/**
+ * The reasoning of the request being sent, by message index: @langchain/openai does not send an
+ * assistant message's `reasoning_content`, so the model client adds it to the request body itself.
+ */
+const requestReasoning = new AsyncLocalStorage<Array<string | undefined>>();
+
+/**
+ * The request with each assistant message's reasoning added: as `reasoning` (what vLLM 0.11 and
+ * later read, and hand the chat template as `reasoning_content`) and as `reasoning_content` (what
+ * earlier vLLM and other servers read).
+ */
+function withReasoning(init: RequestInit | undefined): RequestInit | undefined {
+  const reasoning = requestReasoning.getStore();
+  if (!reasoning?.some(Boolean) || typeof init?.body !== "string") return init;
+  const body = JSON.parse(init.body) as { messages?: Array<Record<string, unknown>> };
+  body.messages?.forEach((message, i) => {
+    if (reasoning[i] && message.role === "assistant") Object.assign(message, { reasoning: reasoning[i], reasoning_content: reasoning[i] });
+  });
+  return { ...init, body: JSON.stringify(body) };
+}
+
+/** Each rendered message's reasoning (render makes one message per turn). */
+function turnsReasoning(turns: Turn[], messages: number): Array<string | undefined> {
+  if (turns.length !== messages) return [];
+  return turns.map((turn) => (turn.role === "assistant" ? turn.reasoning : undefined));
+}
+
+/** What to try when a server refused a request that has images in tool messages. */
+function toolImagesHint(status: number | undefined, turns: Turn[]): string {
+  const refused = status !== undefined && status >= 400 && status < 500 && status !== 401 && status !== 403 && status !== 404 && status !== 429;
+  const imagesInTools = turns.some((t) => t.role === "tool" && t.parts?.some((p) => p.type === "image"));
+  return refused && imagesInTools ? ` (if this server does not take images in tool messages, set ${ENV_VARS.toolImages}=user)` : "";
+}
+
+/** A reply's reasoning piece: `reasoning_content` (which LangChain keeps) or `reasoning` (newer vLLM, read from the raw reply). */
+function reasoningOf(message: { additional_kwargs?: Record<string, unknown> }, field: "delta" | "message"): string {
+  const kwargs = message.additional_kwargs ?? {};
+  if (typeof kwargs.reasoning_content === "string") return kwargs.reasoning_content;
+  const raw = kwargs.__raw_response as { choices?: Array<Record<string, { reasoning?: unknown } | undefined>> } | undefined;
+  const reasoning = raw?.choices?.[0]?.[field]?.reasoning;
+  return typeof reasoning === "string" ? reasoning : "";
 }
 
 function parsedOrUndefined<T>(text: string): T | undefined {
@@ -385,6 +429,8 @@ export class OpenAICompatibleModel implements ModelClient {
       streaming,
       streamUsage: true,
       useResponsesApi: false,
+      // The raw reply, for the reasoning field LangChain does not read (`reasoning`).
+      __includeRawResponse: true,
     });
   }
 
@@ -395,26 +441,8 @@ export class OpenAICompatibleModel implements ModelClient {
       ? options.tools.map((t) => ({ type: "function" as const, function: { name: t.name, description: t.description, parameters: t.parameters } }))
       : undefined;
     const call: CallOptions = { tools: tools as never, stop: options.stop, ...(tools && options.toolChoice ? { tool_choice: options.toolChoice } : {}) };
-    const attempt = async (): Promise<ModelReply> => {
-      if (options.signal?.aborted) throw new AbortError("run cancelled");
-      const timeout = new AbortController();
-      const timer = setTimeout(() => timeout.abort(new RequestTimeoutError(this.config.timeoutMs)), this.config.timeoutMs);
-      const signal = options.signal ? AbortSignal.any([options.signal, timeout.signal]) : timeout.signal;
-      const started = performance.now();
-      try {
-        const reply = this.config.stream
-          ? await this.streamOnce(model, messages, call, signal)
-          : await this.invokeOnce(model, messages, call, signal);
-        return { ...reply, ms: performance.now() - started };
-      } catch (err) {
-        if (options.signal?.aborted) throw new AbortError("run cancelled");
-        if (timeout.signal.aborted) throw new RequestTimeoutError(this.config.timeoutMs);
-        if (!isRetryable(err)) throw new AbortError(err as Error);
-        throw err;
-      } finally {
-        clearTimeout(timer);
-      }
-    };
+    const reasoning = turnsReasoning(turns, messages.length);
+    const attempt = async (): Promise<ModelReply> => requestReasoning.run(reasoning, () => this.attemptOnce(model, messages, call, options));
     try {
       return await pRetry(attempt, this.retryOptions(options.onRetry, options.signal));
     } catch (err) {
@@ -426,8 +454,30 @@ export class OpenAICompatibleModel implements ModelClient {
       const what = status !== undefined ? `HTTP ${status}: ${describeError(err)}` : describeError(err);
       throw new ModelServerError(
         this.url,
-        `model server at ${this.url} failed${attempts > 1 ? ` after ${attempts} attempts` : ""}: ${what}`,
+        `model server at ${this.url} failed${attempts > 1 ? ` after ${attempts} attempts` : ""}: ${what}${toolImagesHint(status, turns)}`,
       );
+    }
+  }
+
+  /** One attempt at a request, with the time limit; errors that retrying cannot fix stop the retries. */
+  private async attemptOnce(model: string, messages: BaseMessage[], call: CallOptions, options: CompleteOptions): Promise<ModelReply> {
+    if (options.signal?.aborted) throw new AbortError("run cancelled");
+    const timeout = new AbortController();
+    const timer = setTimeout(() => timeout.abort(new RequestTimeoutError(this.config.timeoutMs)), this.config.timeoutMs);
+    const signal = options.signal ? AbortSignal.any([options.signal, timeout.signal]) : timeout.signal;
+    const started = performance.now();
+    try {
+      const reply = this.config.stream
+        ? await this.streamOnce(model, messages, call, signal)
+        : await this.invokeOnce(model, messages, call, signal);
+      return { ...reply, ms: performance.now() - started };
+    } catch (err) {
+      if (options.signal?.aborted) throw new AbortError("run cancelled");
+      if (timeout.signal.aborted) throw new RequestTimeoutError(this.config.timeoutMs);
+      if (!isRetryable(err)) throw new AbortError(err as Error);
+      throw err;
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -443,6 +493,7 @@ export class OpenAICompatibleModel implements ModelClient {
     // is gathered from the chunks' own fields, in time linear in its length.
     const stream = this.chat(model, true)._streamResponseChunks(messages, { ...call, signal, ...sessionOptions() } as never);
     let content = "";
+    let reasoning = "";
     let finishReason: string | null = null;
     let usage: AIMessageChunk["usage_metadata"];
     let chunks = 0;
@@ -451,6 +502,7 @@ export class OpenAICompatibleModel implements ModelClient {
       const chunk = generation.message as AIMessageChunk;
       chunks++;
       if (typeof chunk.content === "string") content += chunk.content;
+      reasoning += reasoningOf(chunk, "delta");
       if (chunk.tool_call_chunks?.length) toolCallChunks.push(...chunk.tool_call_chunks);
       const finish = (generation.generationInfo?.finish_reason ?? chunk.response_metadata?.finish_reason) as string | undefined;
       if (finish) finishReason = finish;
@@ -471,6 +523,7 @@ export class OpenAICompatibleModel implements ModelClient {
     }
     return {
       content,
+      ...(reasoning ? { reasoning } : {}),
       toolCalls: [...byIndex.entries()].sort(([a], [b]) => a - b).map(([, c]) => c),
       finishReason,
       usage: {
@@ -488,8 +541,10 @@ export class OpenAICompatibleModel implements ModelClient {
   ): Promise<Omit<ModelReply, "ms">> {
     const msg = await this.chat(model, false).invoke(messages, { ...call, signal, ...sessionOptions() });
     const raw = (msg.additional_kwargs?.tool_calls ?? []) as Array<{ id?: string; function?: { name?: string; arguments?: string } }>;
+    const reasoning = reasoningOf(msg, "message");
     return {
       content: typeof msg.content === "string" ? msg.content : "",
+      ...(reasoning ? { reasoning } : {}),
       toolCalls: raw.map((c) => ({ id: c.id ?? "", name: c.function?.name ?? "", arguments: c.function?.arguments ?? "" })),
       finishReason: (msg.response_metadata?.finish_reason as string | undefined) ?? "stop",
       usage: {
@@ -514,7 +569,8 @@ export class OpenAICompatibleModel implements ModelClient {
           out.push(new HumanMessage({ content: (await this.renderParts(turn.parts)) as never }));
           break;
         case "assistant": {
-          const message = new AIMessage({ content: turn.text });
+          // Calls with no text: `[]`, which the chat template renders as nothing (an empty string would become an empty text part).
+          const message = new AIMessage({ content: turn.text === "" && turn.toolCalls?.length ? [] : turn.text });
           if (turn.toolCalls?.length) {
             // Set after construction: the raw calls are then sent exactly as the model produced them
             // (ChatOpenAI re-serialises parsed `tool_calls`, and the constructor warns about raw ones).
@@ -525,9 +581,11 @@ export class OpenAICompatibleModel implements ModelClient {
           out.push(message);
           break;
         }
-        case "tool":
-          out.push(new ToolMessage({ content: turn.text, tool_call_id: turn.toolCallId }));
+        case "tool": {
+          const content = turn.parts?.length ? await this.renderParts([{ type: "text", text: turn.text }, ...turn.parts]) : turn.text;
+          out.push(new ToolMessage({ content: content as never, tool_call_id: turn.toolCallId }));
           break;
+        }
       }
     }
     return out;

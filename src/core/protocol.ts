@@ -13,6 +13,8 @@ export interface ToolSpec {
 
 export interface ModelReply {
   content: string;
+  /** The reasoning a server returned apart from the content (vLLM's reasoning parser: `reasoning_content` or `reasoning`). */
+  reasoning?: string;
   toolCalls: RawToolCall[];
   finishReason: string | null;
   usage: { promptTokens: number; completionTokens: number };
@@ -145,32 +147,48 @@ export function isLoneCodeCall(names: string[]): boolean {
   return names.length === 1 && names[0] === "code";
 }
 
+/** Where the tools dialect puts a call's images, captions and notes: its tool message, or a user turn after the tool messages. */
+export type ToolImages = "tool" | "user";
+
+/** A call's images, each after its caption. */
+function imageParts(observation: CallObservation): Part[] {
+  return observation.images.flatMap((image): Part[] => [
+    { type: "text", text: `${imageCaption(image)}:` },
+    { type: "image", id: image.ref.id, sha256: image.view.sha256, mime: image.view.mime },
+  ]);
+}
+
+/**
+ * The tools dialect's turns: one `tool` message per call. With toolImages "tool", a call's images
+ * (with their captions) are content parts of its own tool message and the notes close the last one,
+ * so the chat template renders them all inside the same <tool_response> block and no user turn
+ * moves its "last query". With "user", they follow in one user turn, for servers that refuse images in tool messages.
+ */
+function toolObservationTurns(observations: CallObservation[], noteText: string, toolImages: ToolImages): Turn[] {
+  const turns = observations.map((o): Extract<Turn, { role: "tool" }> => ({ role: "tool", toolCallId: o.toolCallId ?? o.call.callId, text: neutralizeTags(o.text) }));
+  if (toolImages === "tool") {
+    observations.forEach((o, i) => {
+      const parts = [...imageParts(o), ...(noteText && i === observations.length - 1 ? [{ type: "text" as const, text: noteText }] : [])];
+      if (parts.length) turns[i] = { ...turns[i]!, parts };
+    });
+    return turns;
+  }
+  const parts: Part[] = observations.flatMap(imageParts);
+  if (noteText) parts.push({ type: "text", text: noteText });
+  return parts.length ? [...turns, { role: "user", parts }] : turns;
+}
+
 /**
  * Turns for the results of one model turn's calls, in call order.
- * tools dialect: one `tool` message per call, then one user turn carrying the images
- * (chat-completions tool messages cannot carry images) and any notes.
+ * tools dialect: one `tool` message per call, its images and the notes in it (or, with
+ * toolImages "user", in one user turn after them; see toolObservationTurns).
  * tags dialect: one user turn `<observation>…</observation>` with the images inside (a lone
  * code call's in R1V4's exact form, see codeObservationTurn).
  */
-export function observationTurns(dialect: Dialect, observations: CallObservation[], notes: string[]): Turn[] {
+export function observationTurns(dialect: Dialect, observations: CallObservation[], notes: string[], toolImages: ToolImages = "tool"): Turn[] {
   const noteText = notes.length ? `Note: ${notes.map(neutralizeTags).join(" ")}` : "";
-  if (dialect === "tools") {
-    const turns: Turn[] = observations.map((o) => ({
-      role: "tool" as const,
-      toolCallId: o.toolCallId ?? o.call.callId,
-      text: neutralizeTags(o.text),
-    }));
-    const parts: Part[] = [];
-    for (const o of observations) {
-      for (const image of o.images) {
-        parts.push({ type: "text", text: `${imageCaption(image)}:` });
-        parts.push({ type: "image", id: image.ref.id, sha256: image.view.sha256, mime: image.view.mime });
-      }
-    }
-    if (noteText) parts.push({ type: "text", text: noteText });
-    if (parts.length) turns.push({ role: "user", parts });
-    return turns;
-  }
+  if (dialect === "tools") return toolObservationTurns(observations, noteText, toolImages);
+
   if (isLoneCodeCall(observations.map((o) => o.call.name))) return [codeObservationTurn(observations[0]!, noteText)];
   const parts: Part[] = [];
   let text = "<observation>\n";
@@ -190,21 +208,24 @@ export function observationTurns(dialect: Dialect, observations: CallObservation
   return [{ role: "user", parts }];
 }
 
+/**
+ * What the environment says to the model outside a tool result, as a user turn: in the tags
+ * dialect an <observation>; in the tools dialect wrapped in <tool_response> tags, so that Qwen's
+ * Thinking template does not take it for a new question (its "last query", after which alone
+ * earlier reasoning is kept) and the request still extends the one before.
+ */
+function environmentTurn(dialect: Dialect, text: string): Turn {
+  const wrapped = dialect === "tags" ? `<observation>\n${text}\n</observation>` : `<tool_response>\n${text}\n</tool_response>`;
+  return { role: "user", parts: [{ type: "text", text: wrapped }] };
+}
+
 /** The message telling the model what was wrong with its last reply (no call could be made from it). */
 export function formatErrorTurn(dialect: Dialect, problem: string): Turn {
-  const text = neutralizeTags(problem);
-  if (dialect === "tags") {
-    return { role: "user", parts: [{ type: "text", text: `<observation>\nFormat error: ${text}\n</observation>` }] };
-  }
-  return { role: "user", parts: [{ type: "text", text: `Format error: ${text}` }] };
+  return environmentTurn(dialect, `Format error: ${neutralizeTags(problem)}`);
 }
 
 export function finalAnswerRequest(dialect: Dialect, reason: string): Turn {
-  const text = `${reason} Do not call any more tools. Give your best final answer now, inside <answer>…</answer>.`;
-  return {
-    role: "user",
-    parts: [{ type: "text", text: dialect === "tags" ? `<observation>\n${text}\n</observation>` : text }],
-  };
+  return environmentTurn(dialect, `${reason} Do not call any more tools. Give your best final answer now, inside <answer>…</answer>.`);
 }
 
 const THINK = /<think>([\s\S]*?)(?:<\/think>|$)/i;
@@ -236,6 +257,22 @@ export function textOutsideCalls(content: string): string {
   return stripThink(content).replace(/<tool_call>[\s\S]*?(<\/tool_call>|$)/gi, "").trim();
 }
 
+/**
+ * The assistant turn a reply becomes, as the next request sends it back. With tool calls in the
+ * tools dialect, the one trailing newline the server's tool parser leaves before `<tool_call>` is
+ * dropped (the chat template writes its own) and whitespace alone becomes no text. The server's
+ * separate reasoning is kept, to be sent back on this turn.
+ */
+function assistantTurn(dialect: Dialect, content: string, raw: ModelReply): Extract<Turn, { role: "assistant" }> {
+  const calls = raw.toolCalls.length > 0;
+  let text = content;
+  if (calls && dialect === "tools") {
+    text = text.replace(/\n$/, "");
+    if (!text.trim()) text = "";
+  }
+  return { role: "assistant", text, ...(calls ? { toolCalls: raw.toolCalls } : {}), ...(raw.reasoning ? { reasoning: raw.reasoning } : {}) };
+}
+
 export interface ParsedReply {
   reply: Reply;
   /** The assistant turn to append, normalised so that history re-renders byte-identically. */
@@ -252,11 +289,8 @@ export function parseReply(dialect: Dialect, raw: ModelReply, turnIndex: number)
     // vLLM drops the stop string itself; restore it so the history is well-formed.
     content = `${content}</tool_call>`;
   }
-  const think = extractThink(content);
-  const turn: Turn =
-    raw.toolCalls.length > 0
-      ? { role: "assistant", text: content, toolCalls: raw.toolCalls }
-      : { role: "assistant", text: content };
+  const think = extractThink(raw.reasoning ? `<think>${raw.reasoning}</think>` : content);
+  const turn = assistantTurn(dialect, content, raw);
   const malformed = (problem: string): ParsedReply => ({
     reply: { kind: "malformed", think, problem },
     turn,

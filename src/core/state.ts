@@ -71,8 +71,11 @@ export const TurnSchema = z.discriminatedUnion("role", [
     role: z.literal("assistant"),
     text: z.string(),
     toolCalls: z.array(RawToolCallSchema).optional(),
+    /** The reasoning a server returned apart from the text (`reasoning_content`), sent back on this turn. */
+    reasoning: z.string().optional(),
   }),
-  z.object({ role: z.literal("tool"), toolCallId: z.string(), text: z.string() }),
+  /** A call's result; `parts` (tools dialect) are its images with their captions, and notes, after the text. */
+  z.object({ role: z.literal("tool"), toolCallId: z.string(), text: z.string(), parts: z.array(PartSchema).optional() }),
 ]);
 export type Turn = z.infer<typeof TurnSchema>;
 

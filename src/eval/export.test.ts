@@ -31,6 +31,18 @@ describe("export --format r1v4: code calls", () => {
     expect(messages[3]).toEqual({ role: "user", content: `<observation>${RESULT}</observation>\n${caption}\n<image>`, images: [IMAGE] });
   });
 
+  it("tools dialect with the image in the tool message (LOUPE_TOOL_IMAGES=tool): the same observation", () => {
+    const messages = tagMessages(
+      trajectory("tools", [
+        { role: "system", dialect: "tools", tools: ["crop", "code"], coords: "rel1000" },
+        question,
+        { role: "assistant", text: "<think>crop it</think>", toolCalls: [{ id: "c1", name: "code", arguments: JSON.stringify({ code: CODE }) }] },
+        { role: "tool", toolCallId: "c1", text: RESULT, parts: [{ type: "text", text: caption }, IMAGE] },
+      ]),
+    );
+    expect(messages[3]).toEqual({ role: "user", content: `<observation>${RESULT}</observation>\n${caption}\n<image>`, images: [IMAGE] });
+  });
+
   it("tags dialect: the observation is kept exactly as the model saw it", () => {
     const observation = `<observation>${RESULT}</observation>\n${caption}`;
     const messages = tagMessages(

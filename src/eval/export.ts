@@ -192,6 +192,13 @@ function observationMessage(results: string[], callNames: string[], extra?: { te
   return { role: "user", content: `<observation>\n${body}\n</observation>`, images };
 }
 
+/** What follows a turn's results: the parts its tool messages carried, then the user turn after them. */
+function withCarried(toolParts: Part[], extra?: { text: string; images: Part[] }): { text: string; images: Part[] } | undefined {
+  if (!toolParts.length) return extra;
+  const carried = partsToText(toolParts);
+  return extra ? { text: [carried.text, extra.text].filter(Boolean).join("\n"), images: [...carried.images, ...extra.images] } : carried;
+}
+
 /** The conversation in R1V4's tag protocol: tool calls as <tool_call> JSON, tool results as <observation> user turns. */
 export function tagMessages(traj: Trajectory): Message[] {
   const out: Message[] = [];
@@ -207,10 +214,13 @@ export function tagMessages(traj: Trajectory): Message[] {
   push({ role: "system", content: systemPrompt("tags", toolSpecs(traj.tools, traj.coords), traj.coords, codeLimits), images: [] });
   let pendingTools: string[] = [];
   let callNames: string[] = [];
+  // Images, captions and notes carried in tool messages (LOUPE_TOOL_IMAGES=tool), shown after the results.
+  let toolParts: Part[] = [];
   const flushTools = (extra?: { text: string; images: Part[] }) => {
-    if (!pendingTools.length && !extra) return;
-    push(observationMessage(pendingTools, callNames, extra));
+    if (!pendingTools.length && !extra && !toolParts.length) return;
+    push(observationMessage(pendingTools, callNames, withCarried(toolParts, extra)));
     pendingTools = [];
+    toolParts = [];
   };
   for (const turn of traj.conversation) {
     switch (turn.role) {
@@ -230,14 +240,16 @@ export function tagMessages(traj: Trajectory): Message[] {
       }
       case "tool":
         pendingTools.push(turn.text);
+        toolParts.push(...(turn.parts ?? []));
         break;
       case "user": {
         const { text, images } = partsToText(turn.parts);
         if (pendingTools.length) {
           flushTools({ text, images });
         } else if (out.at(-1)?.role === "assistant" && traj.dialect === "tools" && !/^<observation>/.test(text.trim())) {
-          // A tools-dialect note or format error after a reply: an observation in tag form.
-          push({ role: "user", content: `<observation>\n${text}\n</observation>`, images });
+          // A tools-dialect note, format error or last request after a reply: an observation in tag form.
+          const body = text.trim().replace(/^<tool_response>\n?([\s\S]*?)\n?<\/tool_response>$/, "$1");
+          push({ role: "user", content: `<observation>\n${body}\n</observation>`, images });
         } else {
           push({ role: "user", content: text, images });
         }

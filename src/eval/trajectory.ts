@@ -69,7 +69,7 @@ export async function readThreadState(reader: ThreadReader, threadId: string): P
   return withEmptyChannels(values);
 }
 
-const FORMAT_ERROR = /^(?:<observation>\s*)?Format error: ([\s\S]*?)(?:\s*<\/observation>)?$/;
+const FORMAT_ERROR = /^(?:<(?:observation|tool_response)>\s*)?Format error: ([\s\S]*?)(?:\s*<\/(?:observation|tool_response)>)?$/;
 
 function partsText(parts: Part[]): string {
   return parts
@@ -119,7 +119,9 @@ function assistantStep(turn: AssistantTurn, next: Turn | undefined, dialect: Tra
 /** Adds a tool or user turn to the observation of the step it follows (a malformed step's correction is its problem, not an observation). */
 function observe(step: TrajStep, turn: Turn): void {
   if (turn.role === "tool") {
-    step.observation += `${step.observation ? "\n\n" : ""}${turn.text}`;
+    const parts = turn.parts ?? [];
+    step.observation += `${step.observation ? "\n\n" : ""}${[turn.text, ...(parts.length ? [partsText(parts)] : [])].join("\n")}`;
+    for (const p of parts) if (p.type === "image") step.shownImages.push(p.id);
   } else if (turn.role === "user") {
     const text = partsText(turn.parts);
     if (step.kind !== "malformed") step.observation += `${step.observation ? "\n\n" : ""}${text}`;
