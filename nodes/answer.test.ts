@@ -6,7 +6,7 @@ import type { ToolCallRecord, Turn } from "../src/core/state.js";
 import { createToolbox } from "../tools/index.js";
 import { collectCitations, createAnswerNode, NO_ANSWER } from "./answer.js";
 import { createPlannerNode } from "./planner.js";
-import { agentState, modelReply, nodeFixture, rawCall, storedInput, userTurn, type NodeFixtureOptions } from "../test/node-fakes.js";
+import { written, agentState, modelReply, nodeFixture, rawCall, storedInput, userTurn, type NodeFixtureOptions } from "../test/node-fakes.js";
 
 const record = (step: number, name: string, values: Partial<ToolCallRecord> = {}): ToolCallRecord => ({
   step,
@@ -42,9 +42,11 @@ describe("answer: the model answered", () => {
     const answer = "The harbour office (https://a.example/office).";
     const state = agentState({ toolCalls, reply: { kind: "answer", think: "img_2 shows the sign", answer } });
     const update = await createAnswerNode(f.deps)(state, f.config);
-    expect(update).toEqual({
-      final: { answer, reason: "answered", citations: [{ type: "url", url: "https://a.example/office", title: "Office" }, { type: "image", id: "img_2" }] },
-    });
+    const citations = [{ type: "url", url: "https://a.example/office", title: "Office" }, { type: "image", id: "img_2" }];
+    expect(update.final).toEqual({ answer, reason: "answered", citations });
+    // The answer is also the last AI message, its citations listed after it.
+    const [message] = written(update.messages as never[]) as unknown[];
+    expect(message).toMatchObject({ content: `${answer}\n\nSources:\n- [Office](https://a.example/office)\n- img_2`, name: "fake-model", response_metadata: { citations, reason: "answered" } });
     expect(f.model.requests).toHaveLength(0);
     expect(f.events).toEqual([{ event: "answer", answer }]);
   });

@@ -2,7 +2,9 @@
 import type { LangGraphRunnableConfig } from "@langchain/langgraph";
 import { runSettings, type AgentDeps } from "../src/core/agent-deps.js";
 import { dialectRequestOptions, finalAnswerRequest, parseReply, textOutsideCalls } from "../src/core/protocol.js";
-import { addModelUsage, EMPTY_USAGE, type AgentStateUpdate, type AgentStateValue, type Citation, type ToolCallRecord } from "../src/core/state.js";
+import { randomUUID } from "node:crypto";
+import { answerMessage } from "../src/core/messages.js";
+import { addModelUsage, EMPTY_USAGE, type AgentStateUpdate, type AgentStateValue, type Citation, type FinalAnswer, type ToolCallRecord } from "../src/core/state.js";
 import { toolboxOfConversation } from "../tools/index.js";
 import { emit } from "../src/core/events.js";
 
@@ -55,21 +57,23 @@ async function askForFinalAnswer(deps: AgentDeps, state: AgentStateValue, config
   const parsed = parseReply(settings.dialect, raw, turn);
   const answered = parsed.reply.kind === "answer" && parsed.reply.answer;
   const text = answered ? parsed.reply.answer! : textOutsideCalls(raw.content ?? "") || null;
-  return { turns: [request, parsed.turn], usage: addModelUsage(state.usage ?? EMPTY_USAGE, raw), text, think: parsed.reply.think };
+  return { turns: [request, parsed.turn], usage: addModelUsage(state.usage ?? EMPTY_USAGE, raw), text, think: parsed.reply.think, id: raw.id };
 }
 
 export function createAnswerNode(deps: AgentDeps) {
   return async function answer(state: AgentStateValue, config: LangGraphRunnableConfig): Promise<AgentStateUpdate> {
+    const modelName = () => deps.model(runSettings(deps, config.context)).modelName().catch(() => undefined);
     if (state.reply?.kind === "answer" && state.reply.answer) {
       const text = state.reply.answer;
       emit(config, { event: "answer", answer: text });
-      return { final: { answer: text, citations: collectCitations(`${text}\n${state.reply.think}`, state.toolCalls ?? []), reason: "answered" } };
+      const final: FinalAnswer = { answer: text, citations: collectCitations(`${text}\n${state.reply.think}`, state.toolCalls ?? []), reason: "answered" };
+      return { final, messages: [answerMessage(randomUUID(), final, await modelName())] };
     }
     const last = await askForFinalAnswer(deps, state, config);
     const answer = last.text ?? NO_ANSWER;
     emit(config, { event: "answer", answer });
     const citations = collectCitations(`${last.text ?? ""}\n${last.think}`, state.toolCalls ?? []);
-    const final = { answer, citations, reason: last.text === null ? ("no_answer" as const) : ("budget" as const) };
-    return { conversation: last.turns, usage: last.usage, final };
+    const final: FinalAnswer = { answer, citations, reason: last.text === null ? "no_answer" : "budget" };
+    return { conversation: last.turns, usage: last.usage, final, messages: [answerMessage(last.id ?? randomUUID(), final, await modelName())] };
   };
 }

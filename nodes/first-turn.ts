@@ -21,7 +21,7 @@ async function forSource<T>(source: string, step: () => Promise<T>): Promise<T> 
 }
 
 /**
- * Reads, checks and stores the input images; they become img_0, img_1, … Refused before any is
+ * Reads, checks and stores the input images; they become img_0, img_1, … (from img_<firstIndex> for a follow-up's). Refused before any is
  * decoded or the model is asked: more images than a conversation may show (maxImages), and images
  * whose headers add up to more pixels than the store takes for one question.
  */
@@ -31,6 +31,7 @@ export async function ingestInputs(
   maxPixels: number,
   signal?: AbortSignal,
   maxImages = deps.defaults.maxImagesInContext,
+  firstIndex = 0,
 ): Promise<ImageRefWithModelView[]> {
   const tooMany = inputImageCountProblem(sources.length, maxImages);
   if (tooMany) throw new ImageInputError(tooMany);
@@ -44,7 +45,7 @@ export async function ingestInputs(
   for (const [i, { source, bytes, probed }] of inputs.entries()) {
     const stored = await forSource(source, () => deps.images.ingest(bytes, probed));
     const path = filePathOf(source);
-    const ref: ImageRef = { id: `img_${i}`, ...stored, parent: null, op: null, ...(path ? { path } : {}) };
+    const ref: ImageRef = { id: `img_${firstIndex + i}`, ...stored, parent: null, op: null, ...(path ? { path } : {}) };
     const view = await deps.images.modelView(stored, maxPixels, { prefetch: true });
     out.push({ ref, view });
   }

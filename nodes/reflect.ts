@@ -2,7 +2,9 @@
 import type { LangGraphRunnableConfig } from "@langchain/langgraph";
 import { runSettings, type AgentDeps } from "../src/core/agent-deps.js";
 import type { LoupeConfig } from "../src/core/config.js";
+import type { ToolMessage } from "@langchain/core/messages";
 import { emit } from "../src/core/events.js";
+import { toolResultMessage } from "../src/core/messages.js";
 import { canonicalJson, formatErrorTurn, observationTurns, type CallObservation } from "../src/core/protocol.js";
 import {
   clearedResults,
@@ -153,6 +155,8 @@ export function createReflectNode(deps: AgentDeps) {
       previous: new Map((state.toolCalls ?? []).map((c) => [canonicalJson([c.name, c.arguments]), c.step])),
     };
     const conversation = [];
+    // Every call's answer for chat front ends: one tool message per call, in call order.
+    const messages: ToolMessage[] = [];
     if (state.reply?.kind === "malformed") {
       r.usage.consecutiveErrors += 1;
       conversation.push(formatErrorTurn(settings.dialect, state.reply.problem ?? "your reply could not be used."));
@@ -167,12 +171,15 @@ export function createReflectNode(deps: AgentDeps) {
         const { ok, observation } = await observeCall(deps, r, call, results.get(call.callId), step, config, asked[call.index]);
         if (!ok) failures++;
         observations.push(observation);
+        const record = r.records.at(-1);
+        messages.push(toolResultMessage(call, record, observation.text, r.images.filter((i) => record?.images.includes(i.id)), deps.imageUrl));
       }
       countCalls(r, pending.length, failures);
       conversation.push(...observationTurns(settings.dialect, observations, r.notes, settings.toolImages));
     }
     return {
       conversation,
+      messages,
       images: r.newImages,
       toolCalls: r.records,
       results: clearedResults(),

@@ -4,6 +4,7 @@ import { z } from "zod/v4";
 import { describeIssues } from "./issues.js";
 import type { ImageStore } from "./images.js";
 import type { ModelClient } from "./model.js";
+import type { ImageUrlFor } from "./messages.js";
 import type { CodeSandbox } from "./sandbox.js";
 import type { SearchProvider } from "./search-provider.js";
 
@@ -17,6 +18,8 @@ export interface AgentDeps {
   model(config: LoupeConfig): ModelClient;
   /** Reads an input image (file path, http(s) URL or data: URL); the served graph takes URLs only. Default: readImageSource. */
   readImage?: (source: string, signal?: AbortSignal) => Promise<Buffer>;
+  /** Where people see a stored image (the image route's signed URL), for the messages channel; without it, images are named, not linked. */
+  imageUrl?: ImageUrlFor;
   /** Runs the code tool's cells in isolation (default: the bubblewrap sandbox of tools/code). */
   sandbox?: CodeSandbox;
   /** Releases open resources (the search cache database, the Postgres pool). */

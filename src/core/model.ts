@@ -3,6 +3,7 @@ import { AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage, ty
 import { ChatOpenAI, ChatOpenAICompletions, type ChatOpenAIFields } from "@langchain/openai";
 import { AsyncLocalStorage } from "node:async_hooks";
 import { createHash } from "node:crypto";
+import { CallbackManager, type CallbackManagerForLLMRun } from "@langchain/core/callbacks/manager";
 import { getConfig } from "@langchain/langgraph";
 import pRetry, { AbortError } from "p-retry";
 import { ENV_VARS, type Coords, type LoupeConfig } from "./config.js";
@@ -190,6 +191,23 @@ function toolImagesHint(status: number | undefined, turns: Turn[]): string {
   const refused = status !== undefined && status >= 400 && status < 500 && status !== 401 && status !== 403 && status !== 404 && status !== 429;
   const imagesInTools = turns.some((t) => t.role === "tool" && t.parts?.some((p) => p.type === "image"));
   return refused && imagesInTools ? ` (if this server does not take images in tool messages, set ${ENV_VARS.toolImages}=user)` : "";
+}
+
+/**
+ * A run manager for the running graph node's callbacks, so the tokens of a streamed reply reach
+ * LangGraph's `messages` stream (Studio's chat, useStream); undefined outside a graph run.
+ */
+async function nodeRunManager(chat: ChatOpenAI, messages: BaseMessage[]): Promise<CallbackManagerForLLMRun | undefined> {
+  let config: ReturnType<typeof getConfig> | undefined;
+  try {
+    config = getConfig();
+  } catch {
+    return undefined;
+  }
+  if (!config?.callbacks) return undefined;
+  const manager = CallbackManager.configure(config.callbacks, undefined, config.tags, undefined, config.metadata);
+  const runs = await manager?.handleChatModelStart(chat.toJSON(), [messages], undefined, undefined, undefined, undefined, undefined, "ChatOpenAI");
+  return runs?.[0];
 }
 
 /** A reply's reasoning piece: `reasoning_content` (which LangChain keeps) or `reasoning` (newer vLLM, read from the raw reply). */
@@ -491,7 +509,21 @@ export class OpenAICompatibleModel implements ModelClient {
     // every chunk into the one before (for its callbacks), and each merge re-parses the whole partial
     // tool-call JSON, so a reply with long arguments cost time quadratic in their length. The reply
     // is gathered from the chunks' own fields, in time linear in its length.
-    const stream = this.chat(model, true)._streamResponseChunks(messages, { ...call, signal, ...sessionOptions() } as never);
+    const chat = this.chat(model, true);
+    const runManager = await nodeRunManager(chat, messages);
+    try {
+      const reply = await this.readStream(chat._streamResponseChunks(messages, { ...call, signal, ...sessionOptions() } as never, runManager), signal);
+      await runManager?.handleLLMEnd({ generations: [] });
+      return reply;
+    } catch (err) {
+      await runManager?.handleLLMError(err);
+      throw err;
+    }
+  }
+
+  /** Gathers a streamed reply from its chunks: content, reasoning, tool calls, finish reason, usage. */
+  private async readStream(stream: AsyncIterable<{ message: unknown; generationInfo?: Record<string, unknown> }>, signal: AbortSignal): Promise<Omit<ModelReply, "ms">> {
+    let id: string | undefined;
     let content = "";
     let reasoning = "";
     let finishReason: string | null = null;
@@ -501,6 +533,7 @@ export class OpenAICompatibleModel implements ModelClient {
     for await (const generation of stream) {
       const chunk = generation.message as AIMessageChunk;
       chunks++;
+      id ??= chunk.id;
       if (typeof chunk.content === "string") content += chunk.content;
       reasoning += reasoningOf(chunk, "delta");
       if (chunk.tool_call_chunks?.length) toolCallChunks.push(...chunk.tool_call_chunks);
@@ -522,6 +555,7 @@ export class OpenAICompatibleModel implements ModelClient {
       });
     }
     return {
+      ...(id ? { id } : {}),
       content,
       ...(reasoning ? { reasoning } : {}),
       toolCalls: [...byIndex.entries()].sort(([a], [b]) => a - b).map(([, c]) => c),
@@ -543,6 +577,7 @@ export class OpenAICompatibleModel implements ModelClient {
     const raw = (msg.additional_kwargs?.tool_calls ?? []) as Array<{ id?: string; function?: { name?: string; arguments?: string } }>;
     const reasoning = reasoningOf(msg, "message");
     return {
+      ...(msg.id ? { id: msg.id } : {}),
       content: typeof msg.content === "string" ? msg.content : "",
       ...(reasoning ? { reasoning } : {}),
       toolCalls: raw.map((c) => ({ id: c.id ?? "", name: c.function?.name ?? "", arguments: c.function?.arguments ?? "" })),

@@ -12,6 +12,8 @@ export interface ToolSpec {
 }
 
 export interface ModelReply {
+  /** The server's id of the reply (chatcmpl-…), when it gave one: the AI message in `messages` takes it, so streamed tokens and the message agree. */
+  id?: string;
   content: string;
   /** The reasoning a server returned apart from the content (vLLM's reasoning parser: `reasoning_content` or `reasoning`). */
   reasoning?: string;
@@ -276,7 +278,7 @@ function assistantTurn(dialect: Dialect, content: string, raw: ModelReply): Extr
 export interface ParsedReply {
   reply: Reply;
   /** The assistant turn to append, normalised so that history re-renders byte-identically. */
-  turn: Turn;
+  turn: Extract<Turn, { role: "assistant" }>;
   calls: RawToolCall[];
 }
 

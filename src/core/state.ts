@@ -1,6 +1,7 @@
 // The agent's state, the one source of truth for it: the zod schemas of its parts (types derived from them), the graph's StateSchema, and reading a thread's state back.
 import type { RunnableConfig } from "@langchain/core/runnables";
-import { DeltaValue, Overwrite, ReducedValue, StateSchema, type BaseChannel, type BaseCheckpointSaver } from "@langchain/langgraph";
+import { DeltaValue, MessagesDeltaValue, Overwrite, ReducedValue, StateSchema, type BaseChannel, type BaseCheckpointSaver } from "@langchain/langgraph";
+import type { BaseMessage } from "@langchain/core/messages";
 import { z } from "zod/v4";
 import { COORDS, DIALECTS } from "./config.js";
 
@@ -241,7 +242,15 @@ function writtenRarely<T extends z.ZodType>(schema: T) {
 }
 
 /** The channels checkpointed as deltas: the lists that only grow, and the inputs written once. */
-export const DELTA_CHANNELS = ["question", "imageSources", "conversation", "images", "toolCalls"] as const;
+export const DELTA_CHANNELS = ["question", "imageSources", "conversation", "images", "toolCalls", "messages"] as const;
+
+/** The question being answered: what was asked (its text, the human message it came from, the sources it named), to tell a new question from the same one. */
+export const AskedSchema = z.object({
+  question: z.string(),
+  messageId: z.string().nullable(),
+  sources: z.array(z.string()),
+});
+export type Asked = z.infer<typeof AskedSchema>;
 
 const question = z.string().describe("The question to answer");
 const imageSources = z.array(z.string()).default([]).describe("Input images: file paths, http(s) URLs or data: URLs");
@@ -273,6 +282,14 @@ export const AgentState = new StateSchema({
   }),
   toolCalls: appendOnly(ToolCallRecordSchema),
   usage: UsageSchema.default(() => ({ ...EMPTY_USAGE })),
+  /**
+   * LangChain messages for chat front ends and parent agents: the human messages asked (their
+   * images stored, no base64), an AI message per model turn, a tool message per call, the answer.
+   * Derived from the conversation; the model's requests are built from `conversation` alone.
+   */
+  messages: MessagesDeltaValue,
+  /** What the current question is (set when it is asked). */
+  asked: AskedSchema.nullable().default(null),
   reply: ReplySchema.nullable().default(null),
   /** Set by reflect when a budget ran out; routes to the answer node. */
   exhausted: z.string().nullable().default(null),
@@ -282,12 +299,22 @@ export type AgentStateValue = typeof AgentState.State;
 /** What a node returns: any subset of the state's fields (append-only ones as the items to add). */
 export type AgentStateUpdate = typeof AgentState.Update;
 
-export const AgentInput = z.object({ question, imageSources });
-export type AgentInputValue = z.input<typeof AgentInput>;
+/** A run's input: a `question` with `imageSources`, or `messages` whose last human message asks (text and image blocks). */
+export const AgentInput = new StateSchema({
+  question: question.optional(),
+  imageSources: z.array(z.string()).optional().describe("Input images: file paths, http(s) URLs or data: URLs"),
+  messages: MessagesDeltaValue,
+});
+export type AgentInputValue = typeof AgentInput.Update;
+
+/** The plan graph's input: a question and its images. */
+export const PlanInput = z.object({ question, imageSources });
 
 /** What a run returns (the graph's output schema). */
 export const AgentOutput = z.object({
   question: z.string(),
+  /** The messages channel's list (LangChain messages; see AgentState). */
+  messages: z.array(z.custom<BaseMessage>()),
   final: FinalAnswerSchema.nullable(),
   images: z.array(ImageRefSchema),
   toolCalls: z.array(ToolCallRecordSchema),
@@ -314,6 +341,8 @@ export function clearedResults(): Overwrite<ToolResult[]> {
 /** The values of channels never written are absent from a checkpoint: these are their empty values. */
 const EMPTY_VALUES: Omit<AgentStateValue, "question" | "usage" | "planReview"> = {
   imageSources: [],
+  messages: [],
+  asked: null,
   images: [],
   conversation: [],
   plan: null,

@@ -1,5 +1,6 @@
 // The composition root: builds the agent's dependencies (model clients, image store, search providers behind the cache) from configuration and secrets.
 import { bubblewrapSandbox } from "../../tools/code/tool.js";
+import { readImageSource } from "../core/image-sources.js";
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { AgentDeps } from "../core/agent-deps.js";
@@ -92,11 +93,41 @@ export function searchProvidersFrom(
 }
 
 /** Signed public URLs for store images, when LOUPE_PUBLIC_IMAGE_BASE_URL is set (reverse image search needs them). */
+/**
+ * Where people see a stored image in the messages channel: its signed URL under
+ * LOUPE_PUBLIC_IMAGE_BASE_URL, else its path on the server's image route (/images/…). The secret
+ * is read (or made) on first use.
+ */
+export function messageImageUrlsFor(config: LoupeConfig, secrets: LoupeSecrets): (image: { sha256: string; mime: ImageMime }) => string {
+  let urls: ReturnType<typeof signedImageUrls> | undefined;
+  return (image) => {
+    urls ??= signedImageUrls(imageRouteSecret(config.dataDir, secrets.publicImageSecret));
+    return config.publicImageBaseUrl ? urls.urlFor(image, config.publicImageBaseUrl) : urls.pathFor(image);
+  };
+}
+
 export function publicImageUrlsFor(config: LoupeConfig, secrets: LoupeSecrets): PublicImageUrl | undefined {
   if (!config.publicImageBaseUrl) return undefined;
   const urls = signedImageUrls(imageRouteSecret(config.dataDir, secrets.publicImageSecret));
   const base = config.publicImageBaseUrl;
   return (image) => urls.urlFor(image as { sha256: string; mime: ImageMime }, base);
+}
+
+/**
+ * An image reader that takes the image route's signed paths and URLs (/images/<sha256>-<token>.<ext>:
+ * an upload the server stored, an image a thread holds) from the store itself, and any other source from `read`.
+ */
+export function storedImagesFirst(store: ImageStore, config: LoupeConfig, secrets: LoupeSecrets, read: (source: string, signal?: AbortSignal) => Promise<Buffer>) {
+  let urls: ReturnType<typeof signedImageUrls> | undefined;
+  return (source: string, signal?: AbortSignal): Promise<Buffer> => {
+    const path = source.startsWith("/") ? source : URL.canParse(source) && /^https?:/.test(source) ? new URL(source).pathname : undefined;
+    if (path?.startsWith("/images/")) {
+      urls ??= signedImageUrls(imageRouteSecret(config.dataDir, secrets.publicImageSecret));
+      const image = urls.verify(path);
+      if (image) return store.read(image);
+    }
+    return read(source, signal);
+  };
 }
 
 /** The image store: files in the data directory, backed by the shared database when there is one. */
@@ -137,8 +168,9 @@ export function createDeps(
     search,
     searchCache: cache ?? undefined,
     database,
-    readImage: overrides.readImage,
+    readImage: storedImagesFirst(images, config, secrets, overrides.readImage ?? readImageSource),
     sandbox: overrides.sandbox ?? bubblewrapSandbox,
+    imageUrl: overrides.imageUrl ?? messageImageUrlsFor(config, secrets),
     close: async () => {
       await cache?.close();
       for (const provider of search) (provider as { close?: () => void }).close?.();

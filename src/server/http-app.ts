@@ -5,15 +5,16 @@ import { z } from "zod/v4";
 import { PlanContextSchema, resolveSecrets, RunContextSchema, type LoupeConfig } from "../core/config.js";
 import type { AgentDeps } from "../core/agent-deps.js";
 import { imageRouteSecret } from "../core/image-urls.js";
-import { createImageRoute } from "./image-route.js";
-import type { ImageRef } from "../core/images.js";
+import { createImageRoute, type ImageRoute } from "./image-route.js";
+import type { ImageRef, ImageStore } from "../core/images.js";
 import { servedDeps } from "./deps.js";
-import { AgentInput, AgentOutput, PlanOnlyOutput } from "../core/state.js";
+import { StateSchema } from "@langchain/langgraph";
+import { AgentInput, AgentOutput, PlanInput, PlanOnlyOutput } from "../core/state.js";
 
 /** The served graphs' schemas by graph id (as in langgraph.json). */
-export const SERVED_SCHEMAS: Record<string, { input: z.ZodType; output: z.ZodType; context: z.ZodType }> = {
-  agent: { input: AgentInput, output: AgentOutput, context: RunContextSchema },
-  plan: { input: AgentInput, output: PlanOnlyOutput, context: PlanContextSchema },
+export const SERVED_SCHEMAS: Record<string, { input: z.ZodType | StateSchema<never>; output: z.ZodType; context: z.ZodType }> = {
+  agent: { input: AgentInput as unknown as StateSchema<never>, output: AgentOutput, context: RunContextSchema },
+  plan: { input: PlanInput, output: PlanOnlyOutput, context: PlanContextSchema },
 };
 
 /** Where the server's model lives is not told to API clients: those two defaults are left out. */
@@ -42,7 +43,9 @@ export function completeSchemas(schemas: typeof SERVED_SCHEMAS, defaults?: Loupe
     const body = (await c.res.clone().json()) as Record<string, unknown>;
     const known = schemas[String(body.graph_id)];
     if (!known) return;
-    const json = (schema: z.ZodType, io: "input" | "output") => z.toJSONSchema(schema, { io, unrepresentable: "any" });
+    // A StateSchema input (the agent's: its messages field marked langgraph_type "messages") has its own JSON schema.
+    const json = (schema: z.ZodType | StateSchema<never>, io: "input" | "output") =>
+      schema instanceof StateSchema ? schema.getInputJsonSchema() : z.toJSONSchema(schema, { io, unrepresentable: "any" });
     const context = contextJsonSchema(known.context, defaults);
     const filled = { ...body, input_schema: json(known.input, "input"), output_schema: json(known.output, "output"), config_schema: context, context_schema: context };
     c.res = new Response(JSON.stringify(filled), { status: 200, headers: { "content-type": "application/json" } });
@@ -67,6 +70,50 @@ const threadImagesThroughApi: ThreadImages = async (threadId, headers) => {
     throw err;
   }
 };
+
+type Block = Record<string, unknown>;
+
+/** The bytes of a base64 image block (agent-chat-ui's `{type: "image", data, mimeType}`, a data: URL in `url` or `image_url`), if it is one. */
+function base64Of(block: Block): Buffer | undefined {
+  const nested = block.image_url as { url?: unknown } | string | undefined;
+  const url = typeof block.url === "string" ? block.url : typeof nested === "string" ? nested : typeof nested?.url === "string" ? nested.url : undefined;
+  if (url?.startsWith("data:")) return Buffer.from(url.slice(url.indexOf(",") + 1), "base64");
+  if ((block.type === "image" || block.source_type === "base64") && typeof block.data === "string" && block.data) return Buffer.from(block.data, "base64");
+  return undefined;
+}
+
+/** The image blocks of a run request's input messages (a message's content parts). */
+function inputBlocks(body: unknown): Block[] {
+  const input = (body as { input?: { messages?: unknown } } | null)?.input;
+  const messages = Array.isArray(input?.messages) ? input.messages : [];
+  return messages.flatMap((m) => (Array.isArray((m as { content?: unknown })?.content) ? ((m as { content: Block[] }).content) : [])).filter((b) => b && typeof b === "object");
+}
+
+/**
+ * Stores the base64 images of a run request's input messages in the image store and puts the
+ * image route's signed path in their place (`{type: "image", url, mimeType}`); the run reads them
+ * back from the store. A block that is not a usable image fails the request with a readable 400.
+ */
+export function storeUploads(store: ImageStore, route: Pick<ImageRoute, "pathFor">): MiddlewareHandler {
+  return async (c, next) => {
+    if (!(c.req.header("content-type") ?? "").includes("json")) return next();
+    // Hono caches the parsed body: the server's own handler reads the same object, changed here.
+    const body = await c.req.json().catch(() => null);
+    for (const [i, block] of inputBlocks(body).entries()) {
+      const bytes = base64Of(block);
+      if (!bytes) continue;
+      let stored: Awaited<ReturnType<ImageStore["ingest"]>>;
+      try {
+        stored = await store.ingest(bytes);
+      } catch (err) {
+        return c.json({ error: `image ${i + 1} of the input messages: ${(err as Error).message}` }, 400);
+      }
+      for (const key of Object.keys(block)) if (key !== "metadata" && key !== "id") delete block[key];
+      Object.assign(block, { type: "image", url: route.pathFor(stored), mimeType: stored.mime });
+    }
+    return next();
+  };
+}
 
 /** A client error from the server's own API (bad thread id, no access) keeps its status; anything else is a 500. */
 function failure(err: unknown): { status: 400 | 401 | 403 | 422 | 500; error: string } {
@@ -98,6 +145,9 @@ export function createHttpApp(options: HttpAppOptions): Hono {
   const threadImages = options.threadImages ?? threadImagesThroughApi;
   const app = new Hono();
   app.get("/assistants/:assistant_id/schemas", completeSchemas(SERVED_SCHEMAS, options.deps.defaults));
+  // Uploaded images are stored before the server sees the run, so no base64 enters its runs, threads or checkpoints.
+  const uploads = storeUploads(options.deps.images, route);
+  for (const path of ["/threads/:thread_id/runs", "/threads/:thread_id/runs/stream", "/threads/:thread_id/runs/wait", "/runs", "/runs/stream", "/runs/wait"]) app.post(path, uploads);
   app.on(["GET", "HEAD"], `${route.prefix}/*`, async (c) => (await route.handle(c.req.raw)) ?? c.notFound());
   app.get("/threads/:thread_id/images", async (c) => {
     const threadId = c.req.param("thread_id");
