@@ -5,6 +5,7 @@ import type { AgentDeps } from "../src/core/agent-deps.js";
 import type { LoupeConfig } from "../src/core/config.js";
 import { humanAsk, lastHuman, replaceMessage, storedHumanMessage } from "../src/core/messages.js";
 import { sourceForState } from "../src/core/image-sources.js";
+import { sha256Hex } from "../src/core/images.js";
 import { questionTurn } from "../src/core/protocol.js";
 import type { AgentStateUpdate, AgentStateValue, Asked, ImageRef, Usage } from "../src/core/state.js";
 import { CODE_TOOL_NAME, sandboxImagePath } from "../tools/code/tool.js";
@@ -38,21 +39,28 @@ export function newAsk(state: AgentStateValue): Ask | null {
   if (!question || (!asked && (state.conversation ?? []).length > 0)) return null;
   const sources = state.imageSources ?? [];
   const askedSources = new Set(asked?.sources ?? []);
-  const fresh = sources.filter((s) => !askedSources.has(s));
+  const fresh = [...new Map(sources.filter((s) => !askedSources.has(sourceKey(s))).map((s) => [sourceKey(s), s])).values()];
   if (asked && asked.question === question && fresh.length === 0) return null;
   return { question, sources: asked ? fresh : sources, known: [] };
+}
+
+/** How a source is remembered as asked: a data: URL by its hash (state keeps no image bytes), anything else as it is. */
+export function sourceKey(source: string): string {
+  return source.startsWith("data:") ? `data:sha256:${sha256Hex(source)}` : source;
 }
 
 /**
  * The human message as state keeps it once its images are stored: no base64, the same id. A
  * question given as `question` gets a human message too, so chat front ends show what was asked.
- * Also returns what state keeps of the ask (`asked`): the question, the message's id, the sources.
+ * Also returns what state keeps of the ask (`asked`): the question, the message's id, the sources
+ * (as given, by sourceKey, and as the imageSources channel now holds them, `written`), so that
+ * only a source not seen before makes `question` a new ask.
  */
-export function askedUpdate(state: AgentStateValue, ask: Ask, refs: ImageRef[], storedSources: string[], deps: AgentDeps): { messages: BaseMessage[]; asked: Asked } {
+export function askedUpdate(state: AgentStateValue, ask: Ask, refs: ImageRef[], sources: string[], deps: AgentDeps, written: string[] = []): { messages: BaseMessage[]; asked: Asked } {
   const original = ask.message ?? new HumanMessage({ id: randomUUID(), content: ask.question });
   const stored = storedHumanMessage(original, refs, deps.imageUrl);
   const messages = ask.message ? replaceMessage(state.messages ?? [], ask.message, stored) : [stored];
-  return { messages, asked: { question: ask.question, messageId: stored.id ?? null, sources: [...(state.asked?.sources ?? []), ...storedSources] } };
+  return { messages, asked: { question: ask.question, messageId: stored.id ?? null, sources: [...new Set([...(state.asked?.sources ?? []), ...sources.map(sourceKey), ...written])] } };
 }
 
 /** Budgets are per question: a follow-up starts with fresh turn and tool-call counts (tokens and time keep adding up). */
@@ -73,12 +81,14 @@ export async function followUp(deps: AgentDeps, state: AgentStateValue, ask: Ask
   const code = system?.role === "system" && system.tools.includes(CODE_TOOL_NAME);
   const turn = questionTurn(ask.question, inputs, code ? refs.map((r) => r.path ?? sandboxImagePath(r)) : undefined);
   const stored = ask.sources.map((source, i) => sourceForState(source, refs[i]!));
+  // A data: URL is kept as what it became (given again, as a description), as the first question's were.
+  const written = ask.message ? undefined : (state.imageSources ?? []).map((s) => (ask.sources.includes(s) ? stored[ask.sources.indexOf(s)]! : s.startsWith("data:") ? `(data: URL, ${s.length} characters: asked before)` : s));
   const update: AgentStateUpdate = {
     images: refs,
-    ...askedUpdate(state, ask, [...known, ...refs], stored, deps),
-    // The question channel says what is being answered; a data: URL is kept as what it became.
+    ...askedUpdate(state, ask, [...known, ...refs], ask.sources, deps, written),
+    // The question channel says what is being answered.
     question: ask.question,
-    ...(ask.message ? {} : { imageSources: (state.imageSources ?? []).map((s) => (ask.sources.includes(s) ? stored[ask.sources.indexOf(s)]! : s)) }),
+    ...(written ? { imageSources: written } : {}),
     final: null,
     exhausted: null,
   };

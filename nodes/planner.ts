@@ -46,7 +46,7 @@ async function firstQuestion(deps: AgentDeps, state: AgentStateValue, settings: 
   const started = await startConversation(deps, { ...state, question, imageSources: sources }, settings, toolbox, signal);
   const images = [...(state.images ?? []), ...(started.update.images ?? [])];
   const update: AgentStateUpdate = { ...started.update };
-  if (ask) Object.assign(update, { question }, askedUpdate(state, ask, images, started.update.imageSources ?? sources, deps));
+  if (ask) Object.assign(update, { question }, askedUpdate(state, ask, images, sources, deps, started.update.imageSources));
   return { update, turns: started.turns ?? [], usage: started.usage, images, paused: !started.turns };
 }
 
