@@ -1,10 +1,8 @@
 // The graph API as its clients use it: `npm run dev` (the LangGraph dev server) on a free loopback port, driven with @langchain/langgraph-sdk's Client and RemoteGraph.
-import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
-import { readFile, mkdir, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { createServer as createHttpServer, type Server } from "node:http";
-import { createServer as createNetServer } from "node:net";
-import { join, relative, resolve } from "node:path";
+import { join } from "node:path";
 import { Client } from "@langchain/langgraph-sdk";
 import { MemorySaver } from "@langchain/langgraph";
 import sharp from "sharp";
@@ -13,6 +11,7 @@ import { buildReportGraph } from "../examples/remote.js";
 import type { AgentEvent } from "../src/core/events.js";
 import { startFakeTavilyServer, FAKE_TAVILY_API_KEY, type FakeTavilyServer } from "../src/cli/demo/fake-tavily-server.js";
 import { startScriptedModelServer, type ScriptedModelServer } from "../src/cli/demo/scripted-model-server.js";
+import { startDevServer, stopDevServer, type DevServer } from "./dev-server.js";
 import { NETWORK_GUARD, requestText, tempDir } from "./helpers.js";
 import { routedServer } from "./scenarios/router.js";
 import {
@@ -26,7 +25,6 @@ import {
   trajectoryScript,
 } from "../src/cli/demo/trajectory.js";
 
-const ROOT = resolve(import.meta.dirname, "..");
 const TRAJECTORY_QUESTION = "What code is written on the north pier sign, and what does it mark?";
 const PLAN = [
   { description: "Crop the blue sign", tool_name: "crop", parameters: { image_path: "img_0" } },
@@ -40,58 +38,9 @@ let tavily: FakeTavilyServer;
 let imageHost: Server;
 let imageUrl: string;
 let dataUrl: string;
-let server: { url: string; child: ChildProcess; log: () => string };
+let server: DevServer;
 let client: Client;
 let netLog: string;
-
-async function freePort(): Promise<number> {
-  const probe = createNetServer();
-  await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
-  const { port } = probe.address() as { port: number };
-  await new Promise<void>((r) => probe.close(() => r()));
-  return port;
-}
-
-/** The repository's langgraph.json, with paths made relative to `dir`, so the server keeps its files (.langgraph_api) there. */
-async function writeServerConfig(dir: string): Promise<string> {
-  const config = JSON.parse(await readFile(join(ROOT, "langgraph.json"), "utf8"));
-  const rebase = (spec: string) => {
-    const [file, symbol] = spec.split(":");
-    return `${relative(dir, join(ROOT, file!))}:${symbol}`;
-  };
-  config.graphs = Object.fromEntries(Object.entries(config.graphs as Record<string, string>).map(([id, spec]) => [id, rebase(spec)]));
-  if (config.http?.app) config.http.app = rebase(config.http.app);
-  config.env = {};
-  const path = join(dir, "langgraph.json");
-  await writeFile(path, JSON.stringify(config, null, 2));
-  return path;
-}
-
-async function startDevServer(env: NodeJS.ProcessEnv): Promise<typeof server> {
-  const dir = join(tmp.dir, "server");
-  await mkdir(dir, { recursive: true });
-  const configPath = await writeServerConfig(dir);
-  const port = await freePort();
-  const child = spawn(process.execPath, [join(ROOT, "scripts", "dev.mjs"), "--config", configPath, "--no-reload"], {
-    cwd: dir,
-    env: { ...env, LOUPE_DEV_PORT: String(port) },
-    detached: true, // its own process group, so the server it spawns stops with it
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  child.stdout!.on("data", (d) => (output += d));
-  child.stderr!.on("data", (d) => (output += d));
-  const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`the dev server exited (${child.exitCode}):\n${output}`);
-    const ok = await fetch(`${url}/ok`).then((r) => r.ok, () => false);
-    if (ok) break;
-    if (Date.now() > deadline) throw new Error(`the dev server did not answer /ok within 60 s:\n${output}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  return { url, child, log: () => output };
-}
 
 beforeAll(async () => {
   tmp = await tempDir("loupe-graph-api-");
@@ -131,7 +80,7 @@ beforeAll(async () => {
   });
 
   netLog = join(tmp.dir, "net.log");
-  server = await startDevServer({
+  server = await startDevServer(join(tmp.dir, "server"), {
     PATH: process.env.PATH,
     HOME: process.env.HOME,
     LOUPE_MODEL_URL: model.url,
@@ -158,12 +107,7 @@ beforeAll(async () => {
 }, 90_000);
 
 afterAll(async () => {
-  if (server?.child.pid && server.child.exitCode === null) {
-    const exited = new Promise((r) => server.child.once("exit", r));
-    process.kill(-server.child.pid, "SIGTERM");
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-    if (server.child.exitCode === null) process.kill(-server.child.pid, "SIGKILL");
-  }
+  await stopDevServer(server);
   await model?.close();
   await tavily?.close();
   await new Promise((r) => imageHost?.close(r));
@@ -209,9 +153,13 @@ describe("the graph API (dev server)", () => {
     expect((context.properties.maxTurns as { default?: unknown }).default).toBe(60);
     // Settings with defaults may be left out of a run's context.
     expect((agent.context_schema as { required?: string[] }).required ?? []).not.toContain("modelUrl");
-    expect((agent.input_schema as { required?: string[] }).required).toEqual(["question"]);
-    expect(Object.keys((agent.input_schema as { properties: object }).properties).sort()).toEqual(["imageSources", "question"]);
-    expect(Object.keys((agent.output_schema as { properties: object }).properties)).toEqual(expect.arrayContaining(["final", "images", "toolCalls", "usage"]));
+    // A run asks with `messages` (Studio's Chat, agent-chat-ui) or with `question` and `imageSources`: none is required.
+    expect((agent.input_schema as { required?: string[] }).required ?? []).toEqual([]);
+    const inputProperties = (agent.input_schema as { properties: Record<string, Record<string, unknown>> }).properties;
+    expect(Object.keys(inputProperties).sort()).toEqual(["imageSources", "messages", "question"]);
+    expect(JSON.stringify(inputProperties.messages)).toContain('"langgraph_type":"messages"');
+    expect(JSON.stringify(agent.state_schema)).toContain('"langgraph_type":"messages"');
+    expect(Object.keys((agent.output_schema as { properties: object }).properties)).toEqual(expect.arrayContaining(["final", "images", "toolCalls", "usage", "messages"]));
     const planner = await client.assistants.getSchemas("plan");
     expect(Object.keys((planner.output_schema as { properties: object }).properties)).toEqual(expect.arrayContaining(["plan"]));
     // The plan graph offers only what it uses: the model, its sampling, boxes and pixels.
