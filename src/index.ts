@@ -41,6 +41,7 @@ export {
   type PlanStep,
 } from "./core/state.js";
 export { ask, RunError, RunPaused, type AskOptions, type AskResult } from "./run/ask.js";
+export { createLoupeNode, createLoupeTool, DEFAULT_LOUPE_TOOL_DESCRIPTION, loupeAnswerText, loupeInputFromMessages, LoupeToolError, type LoupeNodeOptions, type LoupeSubagentOptions, type LoupeToolOptions } from "./run/loupe-tool.js";
 export type { AgentEvent } from "./core/events.js";
 export { ApprovalDecisionSchema, type ApprovalDecision, type ApprovalRequest } from "../nodes/approval.js";
 

@@ -19,8 +19,11 @@ export interface HumanAsk {
   images: Array<{ source: string } | { storedId: string }>;
 }
 
+/** A data: URL for a block's bytes (base64 text, or raw bytes), or undefined when it has none. */
 function dataUrl(mime: unknown, data: unknown): string | undefined {
-  return typeof data === "string" && data ? (data.startsWith("data:") ? data : `data:${typeof mime === "string" ? mime : "image/png"};base64,${data}`) : undefined;
+  const type = typeof mime === "string" ? mime : "image/png";
+  if (data instanceof Uint8Array) return `data:${type};base64,${Buffer.from(data).toString("base64")}`;
+  return typeof data === "string" && data ? (data.startsWith("data:") ? data : `data:${type};base64,${data}`) : undefined;
 }
 
 /**
