@@ -1,11 +1,16 @@
 // The planner's intake step on its own: which question is new (a human message by id, or `question`), and a follow-up on a thread that has answered.
 import { AIMessage, HumanMessage } from "@langchain/core/messages";
+import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import type { Asked } from "../src/core/state.js";
 import { askedUpdate, followUp, newAsk } from "./intake.js";
 import { agentState, halfBlankPng, nodeFixture, storedInput } from "../test/node-fakes.js";
 
-const asked = (values: Partial<Asked> = {}): Asked => ({ question: "What is on the sign?", messageId: "h1", sources: [], ...values });
+const sha = (text: string) => createHash("sha256").update(text).digest("hex");
+const asked = (values: Partial<Asked> & { question?: string } = {}): Asked => {
+  const { question = "What is on the sign?", ...rest } = values;
+  return { questionSha256: sha(question), messageId: "h1", sources: [], ...rest };
+};
 
 describe("newAsk", () => {
   it("reads the last human message's text and every standard image block", () => {
@@ -54,7 +59,7 @@ describe("askedUpdate and followUp", () => {
     expect(messages).toHaveLength(1);
     expect(messages[0]!.getType()).toBe("human");
     expect(messages[0]!.content).toEqual([{ type: "text", text: "Q?" }, { type: "text", text: "[img_0: 400×300]", metadata: { loupe_image_id: "img_0", width: 400, height: 300, sha256: img0.sha256 } }]);
-    expect(record).toEqual({ question: "Q?", messageId: messages[0]!.id, sources: ["a.png"] });
+    expect(record).toEqual({ questionSha256: sha("Q?"), messageId: messages[0]!.id, sources: ["a.png"] });
     const data = askedUpdate(agentState(), { question: "Q?", sources: ["data:image/png;base64,AAAA"], known: [] }, [img0], ["data:image/png;base64,AAAA"], f.deps);
     expect(data.asked.sources).toEqual([expect.stringMatching(/^data:sha256:[0-9a-f]{64}$/)]);
   });
@@ -70,7 +75,7 @@ describe("askedUpdate and followUp", () => {
     expect(out.images.map((i) => i.id)).toEqual(["img_0", "img_1"]);
     expect(out.turn).toEqual({ role: "user", parts: [{ type: "text", text: "img_1 (400×300):" }, expect.objectContaining({ type: "image", id: "img_1" }), { type: "text", text: "And this one?" }] });
     expect(out.usage).toMatchObject({ turns: 0, toolCalls: 0, promptTokens: 900, imagesInContext: 2 });
-    expect(out.update).toMatchObject({ final: null, exhausted: null, question: "And this one?", asked: { question: "And this one?", messageId: "h2" } });
+    expect(out.update).toMatchObject({ final: null, exhausted: null, question: "And this one?", asked: { questionSha256: sha("And this one?"), messageId: "h2" } });
     // The human message keeps its id, its image now a reference (no base64).
     const stored = (out.update.messages as HumanMessage[])[0]!;
     expect(stored.id).toBe("h2");

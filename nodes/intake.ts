@@ -40,7 +40,7 @@ export function newAsk(state: AgentStateValue): Ask | null {
   const sources = state.imageSources ?? [];
   const askedSources = new Set(asked?.sources ?? []);
   const fresh = [...new Map(sources.filter((s) => !askedSources.has(sourceKey(s))).map((s) => [sourceKey(s), s])).values()];
-  if (asked && asked.question === question && fresh.length === 0) return null;
+  if (asked && asked.questionSha256 === sha256Hex(question) && fresh.length === 0) return null;
   return { question, sources: asked ? fresh : sources, known: [] };
 }
 
@@ -60,7 +60,7 @@ export function askedUpdate(state: AgentStateValue, ask: Ask, refs: ImageRef[], 
   const original = ask.message ?? new HumanMessage({ id: randomUUID(), content: ask.question });
   const stored = storedHumanMessage(original, refs, deps.imageUrl);
   const messages = ask.message ? replaceMessage(state.messages ?? [], ask.message, stored) : [stored];
-  return { messages, asked: { question: ask.question, messageId: stored.id ?? null, sources: [...new Set([...(state.asked?.sources ?? []), ...sources.map(sourceKey), ...written])] } };
+  return { messages, asked: { questionSha256: sha256Hex(ask.question), messageId: stored.id ?? null, sources: [...new Set([...(state.asked?.sources ?? []), ...sources.map(sourceKey), ...written])] } };
 }
 
 /** Budgets are per question: a follow-up starts with fresh turn and tool-call counts (tokens and time keep adding up). */
@@ -86,8 +86,8 @@ export async function followUp(deps: AgentDeps, state: AgentStateValue, ask: Ask
   const update: AgentStateUpdate = {
     images: refs,
     ...askedUpdate(state, ask, [...known, ...refs], ask.sources, deps, written),
-    // The question channel says what is being answered.
-    question: ask.question,
+    // The question channel says what is being answered (a `question` given is there already).
+    ...(ask.message ? { question: ask.question } : {}),
     ...(written ? { imageSources: written } : {}),
     final: null,
     exhausted: null,

@@ -40,13 +40,14 @@ interface Opening {
 /** The thread's first question: inputs stored, Plan mode, the system turn and the question (see startConversation). */
 async function firstQuestion(deps: AgentDeps, state: AgentStateValue, settings: LoupeConfig, toolbox: Toolbox, signal?: AbortSignal): Promise<Opening> {
   const ask = newAsk(state);
-  const question = ask?.question ?? state.asked?.question;
+  // Back from a plan review the question was asked already: it is in the question channel.
+  const question = ask?.question ?? (state.asked ? state.question : undefined);
   if (!question) throw new Error("the question is empty: pass the question to answer (`question`, or a human message in `messages`)");
   const sources = ask ? ask.sources : (state.imageSources ?? []);
   const started = await startConversation(deps, { ...state, question, imageSources: sources }, settings, toolbox, signal);
   const images = [...(state.images ?? []), ...(started.update.images ?? [])];
   const update: AgentStateUpdate = { ...started.update };
-  if (ask) Object.assign(update, { question }, askedUpdate(state, ask, images, sources, deps, started.update.imageSources));
+  if (ask) Object.assign(update, ask.message ? { question } : {}, askedUpdate(state, ask, images, sources, deps, started.update.imageSources));
   return { update, turns: started.turns ?? [], usage: started.usage, images, paused: !started.turns };
 }
 

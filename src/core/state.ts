@@ -246,7 +246,8 @@ export const DELTA_CHANNELS = ["question", "imageSources", "conversation", "imag
 
 /** The question being answered: what was asked (its text, the human message it came from, the sources it named), to tell a new question from the same one. */
 export const AskedSchema = z.object({
-  question: z.string(),
+  /** The question's sha256: `asked` is in every checkpoint, so it holds no long text. */
+  questionSha256: z.string(),
   messageId: z.string().nullable(),
   sources: z.array(z.string()),
 });
