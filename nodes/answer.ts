@@ -67,7 +67,7 @@ export function createAnswerNode(deps: AgentDeps) {
       const text = state.reply.answer;
       emit(config, { event: "answer", answer: text });
       const final: FinalAnswer = { answer: text, citations: collectCitations(`${text}\n${state.reply.think}`, state.toolCalls ?? []), reason: "answered" };
-      return { final, messages: [answerMessage(randomUUID(), final, await modelName())] };
+      return { final, messages: [answerMessage(state.reply.id ?? randomUUID(), final, await modelName())] };
     }
     const last = await askForFinalAnswer(deps, state, config);
     const answer = last.text ?? NO_ANSWER;

@@ -96,6 +96,7 @@ export function createPlannerNode(deps: AgentDeps) {
     // The answer's own message is the answer node's; a turn with calls (or an unusable one) is one AI message.
     const said = parsed.reply.kind === "answer" ? [] : [modelTurnMessage(raw.id ?? randomUUID(), parsed.turn.text, raw.reasoning, pending, await model.modelName().catch(() => undefined))];
     const messages = [...((open.update.messages as BaseMessage[] | undefined) ?? []), ...said];
-    return { ...open.update, conversation: [...open.turns, parsed.turn], reply: parsed.reply, pending, usage, messages };
+    const reply = raw.id ? { ...parsed.reply, id: raw.id } : parsed.reply;
+    return { ...open.update, conversation: [...open.turns, parsed.turn], reply, pending, usage, messages };
   };
 }

@@ -3,7 +3,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ask, RunPaused } from "../src/run/ask.js";
-import type { ApprovalDecision } from "../nodes/approval.js";
+import type { ApprovalDecision, ApprovalResume } from "../nodes/approval.js";
 import { startFakeTavilyServer, FAKE_TAVILY_API_KEY, type FakeTavilyServer } from "../src/cli/demo/fake-tavily-server.js";
 import type { ScriptEntry } from "../src/cli/demo/scripted-model-server.js";
 import { baseEnv, fixtureServers, requestText, runCli, tempDir, testAgent, testSettings, writeImage } from "./helpers.js";
@@ -152,6 +152,75 @@ describe("call approval", () => {
       const loosened = { ...defaults, approveSearch: false };
       const pause = await paused(ask(agent, { settings: loosened, threadId: "t-sticky", question: "q?", images: [image] }));
       expect(pause.request.type).toBe("call_review");
+    } finally {
+      close();
+    }
+  });
+});
+
+/** agent-chat-ui's resume value, passed where ask() takes a decision (the nodes take both forms). */
+const decisions = (value: Extract<ApprovalResume, { decisions: unknown }>["decisions"]) => ({ decisions: value }) as unknown as ApprovalDecision;
+
+describe("agent-chat-ui's decisions on the real graph", () => {
+  it("plan review: the request carries the plan as an action; an edit in decisions is the plan the agent follows", async () => {
+    const server = await model([{ content: JSON.stringify(PROPOSED) }, { content: "<answer>LOUPE-42</answer>" }]);
+    const settings = testSettings({ modelUrl: server.url, dataDir: tmp.dir, approvePlan: true });
+    const { agent, close } = testAgent(settings);
+    try {
+      const pause = await paused(ask(agent, { settings, threadId: "t-hitl-plan", question: "What code?", images: [image] }));
+      expect(pause.request.action_requests).toEqual([{ name: "plan", args: { plan: PROPOSED }, description: expect.stringContaining("1. Crop the blue sign (crop)") }]);
+      expect(pause.request.review_configs).toMatchObject([{ action_name: "plan", allowed_decisions: ["approve", "edit", "reject"] }]);
+      // Two decisions for one action: asked again, the model not called.
+      const again = await paused(ask(agent, { settings, resume: "t-hitl-plan", decision: decisions([{ type: "approve" }, { type: "approve" }]) }));
+      expect(again.request.problem).toBe("2 decisions for 1 action request: give one decision per action request, in order");
+      const result = await ask(agent, { settings, resume: "t-hitl-plan", decision: decisions([{ type: "edit", edited_action: { name: "plan", args: { plan: EDITED } } }]) });
+      expect(result.answer).toBe("LOUPE-42");
+      expect(requestText(server.chatRequests()[1]!.body)).toContain("Plan:\n1. Zoom into the lettering of the sign");
+      expect((await agent.getState({ configurable: { thread_id: "t-hitl-plan" } })).values.planReview).toEqual({ status: "edited" });
+    } finally {
+      close();
+    }
+  });
+
+  it("call review: one decision per waiting call, in order; a rejection's message reaches the model, an edited call runs with its new args", async () => {
+    const server = await model([
+      {
+        content: "<think>search and read</think>",
+        toolCalls: [
+          { name: "text_search", arguments: { queries: ["sign code"] } },
+          { name: "web_visit", arguments: { urls: [SIGN_PAGE_URL], goal: "the code" } },
+        ],
+      },
+      { content: "<answer>WORD-NN</answer>" },
+    ]);
+    const settings = testSettings({ modelUrl: server.url, dataDir: tmp.dir, tavilyUrl: tavily.url, approveSearch: true, approveWebVisit: true });
+    const { agent, close } = testAgent(settings, { tavilyApiKey: FAKE_TAVILY_API_KEY });
+    try {
+      const pause = await paused(ask(agent, { settings, threadId: "t-hitl-calls", question: "What format do the codes have?", images: [image] }));
+      expect(pause.request.action_requests.map((a) => a.name)).toEqual(["text_search", "web_visit"]);
+      expect(pause.request.review_configs.map((r) => r.action_name)).toEqual(["text_search", "web_visit"]);
+      const edited = { queries: ["harbour sign inspection code format"] };
+      const result = await ask(agent, {
+        settings,
+        resume: "t-hitl-calls",
+        decision: decisions([{ type: "edit", edited_action: { name: "text_search", args: edited } }, { type: "reject", message: "no page reads today" }]),
+      });
+      expect(result.answer).toBe("WORD-NN");
+      expect(result.toolCalls.map((c) => [c.name, c.arguments, c.ok])).toEqual([
+        ["text_search", edited, true],
+        ["web_visit", { urls: [SIGN_PAGE_URL], goal: "the code" }, false],
+      ]);
+      expect(tavily.requests.filter((r) => r.path === "/search").map((r) => (r.body as { query?: string }).query)).toEqual(["harbour sign inspection code format"]);
+      expect(tavily.requests.filter((r) => r.path === "/extract")).toHaveLength(0);
+      const told = requestText(server.chatRequests()[1]!.body);
+      expect(told).toContain("Codes have the form WORD-NN.");
+      expect(told).toContain("did not allow this web_visit call: no page reads today");
+      // The messages channel shows the call as it ran, and every call answered.
+      const state = await agent.getState({ configurable: { thread_id: "t-hitl-calls" } });
+      const turn = state.values.messages.find((m: { tool_calls?: unknown[] }) => m.tool_calls?.length) as { tool_calls: Array<{ id: string; args: unknown }> };
+      expect(turn.tool_calls.map((c) => c.args)).toEqual([edited, { urls: [SIGN_PAGE_URL], goal: "the code" }]);
+      const answered = state.values.messages.filter((m: { getType(): string }) => m.getType() === "tool").map((m: { tool_call_id?: string }) => m.tool_call_id);
+      expect(answered).toEqual(turn.tool_calls.map((c) => c.id));
     } finally {
       close();
     }

@@ -191,6 +191,8 @@ export type Usage = z.infer<typeof UsageSchema>;
 /** The model's latest reply, parsed: routing reads it. */
 export const ReplySchema = z.object({
   kind: z.enum(["calls", "answer", "malformed"]),
+  /** The server's id of the reply (its streamed tokens carry it): the answer's message takes it. */
+  id: z.string().optional(),
   think: z.string(),
   answer: z.string().optional(),
   problem: z.string().optional(),

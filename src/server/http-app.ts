@@ -97,20 +97,24 @@ function inputBlocks(body: unknown): Block[] {
 export function storeUploads(store: ImageStore, route: Pick<ImageRoute, "pathFor">): MiddlewareHandler {
   return async (c, next) => {
     if (!(c.req.header("content-type") ?? "").includes("json")) return next();
-    // Hono caches the parsed body: the server's own handler reads the same object, changed here.
     const body = await c.req.json().catch(() => null);
-    for (const [i, block] of inputBlocks(body).entries()) {
+    let images = 0;
+    for (const block of inputBlocks(body)) {
       const bytes = base64Of(block);
       if (!bytes) continue;
+      images++;
       let stored: Awaited<ReturnType<ImageStore["ingest"]>>;
       try {
         stored = await store.ingest(bytes);
       } catch (err) {
-        return c.json({ error: `image ${i + 1} of the input messages: ${(err as Error).message}` }, 400);
+        return c.json({ error: `uploaded image ${images} of the input messages: ${(err as Error).message}` }, 400);
       }
       for (const key of Object.keys(block)) if (key !== "metadata" && key !== "id") delete block[key];
       Object.assign(block, { type: "image", url: route.pathFor(stored), mimeType: stored.mime });
     }
+    // Hono keeps the body as text and parses it again for each reader: the server's own handler
+    // reads the changed body only once the cache holds it.
+    if (images) Object.assign(c.req.bodyCache, { text: Promise.resolve(JSON.stringify(body)), json: Promise.resolve(body) });
     return next();
   };
 }
