@@ -41,23 +41,13 @@ export {
   type PlanStep,
 } from "./core/state.js";
 export { ask, RunError, RunPaused, type AskOptions, type AskResult } from "./run/ask.js";
+import type { LoupeSubagentOptions } from "./run/loupe-tool.js";
 export { createLoupeNode, createLoupeTool, DEFAULT_LOUPE_TOOL_DESCRIPTION, loupeAnswerText, loupeInputFromMessages, LoupeToolError, type LoupeNodeOptions, type LoupeSubagentOptions, type LoupeToolOptions } from "./run/loupe-tool.js";
 export type { AgentEvent } from "./core/events.js";
 export { ApprovalDecisionSchema, type ApprovalDecision, type ApprovalRequest } from "../nodes/approval.js";
 
-export interface LoupeAgentOptions {
-  /** Settings; anything not given comes from `env` (LOUPE_* variables), then the defaults. */
-  config?: Partial<LoupeConfigInput>;
-  /** API keys; default: from `env`. */
-  secrets?: LoupeSecrets;
-  /** Where unset settings and secrets are read from; default process.env. Pass {} to ignore the environment. */
-  env?: NodeJS.ProcessEnv;
-  /** The model client, or one per run's settings; default: the OpenAI-compatible server at config.modelUrl. */
-  model?: ModelClient | ((settings: LoupeConfig) => ModelClient);
-  /** Search providers; default: those the configuration and secrets enable (behind the search cache). */
-  search?: SearchProvider[];
-  /** Image store; default: files under <dataDir>/images (Postgres-backed with LOUPE_DATABASE_URL). */
-  images?: ImageStore;
+/** createLoupeAgent's options: the settings and parts of createLoupeTool's (minus where images may come from), and the checkpointer and store. */
+export interface LoupeAgentOptions extends Omit<LoupeSubagentOptions, "imageAllowHosts" | "imageDownload"> {
   /** Checkpointer; default none, so a parent graph's checkpointer is used when this is its subgraph. */
   checkpointer?: BaseCheckpointSaver | boolean;
   store?: BaseStore;
