@@ -22,6 +22,7 @@ module.exports = {
     layer("run-imports-below-faces", "^src/run/", "^(graphs|nodes|tools|src/core|src/runtime|src/run)/", "src/run (running an agent) sits under the faces"),
     layer("eval-not-other-faces", "^src/eval/", "^(graphs|nodes|tools|src/core|src/runtime|src/run|src/eval)/", "src/eval imports what is below the faces, not the CLI or the server"),
     layer("server-not-other-faces", "^src/server/", "^(graphs|nodes|tools|src/core|src/runtime|src/run|src/server)/", "src/server imports what is below the faces, not the CLI or evaluation"),
+    layer("ui-imports-nothing-of-the-project", "^src/ui/", "^src/ui/", "src/ui is the live page's browser code (bundled for /ui): it reaches the server over HTTP only, and imports nothing of the project"),
     {
       name: "package-face-imported-by-no-one",
       comment: "src/index.ts is the package's face for other projects; Loupe's own code imports the layers themselves (the CLI may use every layer, and starts the server's image route for serve-images)",
@@ -33,7 +34,7 @@ module.exports = {
       name: "known-layers-only",
       comment: "code under src/ lives in one of the layers (or is src/index.ts), so a rule above covers it",
       severity: "error",
-      from: { path: "^src/", pathNot: "^src/(core|runtime|run|cli|server|eval)/|^src/index\\.ts$" },
+      from: { path: "^src/", pathNot: "^src/(core|runtime|run|cli|server|eval|ui)/|^src/index\\.ts$" },
       to: {},
     },
     {

@@ -20,6 +20,19 @@ const child = spawn(process.execPath, [cli, "dev", "--port", port, "--host", hos
   stdio: "inherit",
   env: { LANGGRAPH_CLI_NO_ANALYTICS: "1", BROWSER: "none", ...process.env },
 });
+// Once the server answers, say where the live page is (src/ui, served at /ui by the graph API's own app).
+const shownHost = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
+const base = `http://${shownHost}:${port}`;
+(async () => {
+  for (let i = 0; i < 600 && child.exitCode === null; i++) {
+    const ok = await fetch(`${base}/ok`).then((r) => r.ok, () => false);
+    if (ok) {
+      process.stdout.write(`\nloupe: the live page is at ${base}/ui (the graph API at ${base})\n\n`);
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+})();
 for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => child.kill(signal));
 child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
 // A signal to `npm run dev` may stop npm and its shell without reaching this process (npm does not

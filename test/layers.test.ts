@@ -45,6 +45,7 @@ const PLANTS: Array<[string, string, string]> = [
   ["a file outside the known layers", "src/elsewhere/upward.ts", 'import { core } from "../core/state.js";\nexport const x = core;\n'],
   ["an import that does not resolve", "tools/unresolved.ts", 'import { nothing } from "../src/core/missing.js";\nexport const x = nothing;\n'],
   ["the CLI importing the package's face", "src/cli/face.ts", 'import { face } from "../index.js";\nexport const x = face;\n'],
+  ["the page's browser code importing the core", "src/ui/upward.ts", 'import { core } from "../core/state.js";\nexport const x = core;\n'],
 ];
 
 async function plantTree(files: Record<string, string>): Promise<{ dir: string; cleanup: () => Promise<void> }> {

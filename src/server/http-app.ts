@@ -8,6 +8,7 @@ import { imageRouteSecret } from "../core/image-urls.js";
 import { createImageRoute, type ImageRoute } from "./image-route.js";
 import type { ImageRef, ImageStore } from "../core/images.js";
 import { servedDeps } from "./deps.js";
+import { registerUiRoutes } from "./ui-route.js";
 import { StateSchema } from "@langchain/langgraph";
 import { AgentInput, AgentOutput, PlanInput, PlanOnlyOutput } from "../core/state.js";
 
@@ -153,6 +154,7 @@ export function createHttpApp(options: HttpAppOptions): Hono {
   const uploads = storeUploads(options.deps.images, route);
   for (const path of ["/threads/:thread_id/runs", "/threads/:thread_id/runs/stream", "/threads/:thread_id/runs/wait", "/runs", "/runs/stream", "/runs/wait"]) app.post(path, uploads);
   app.on(["GET", "HEAD"], `${route.prefix}/*`, async (c) => (await route.handle(c.req.raw)) ?? c.notFound());
+  registerUiRoutes(app); // the live page at /ui (src/ui, src/server/ui-route.ts)
   app.get("/threads/:thread_id/images", async (c) => {
     const threadId = c.req.param("thread_id");
     let images: ImageRef[] | null;
