@@ -19,8 +19,9 @@ import { defaultCacheDir, machineInfo, RESULTS_DIR, ROOT, tempDir, type Benchmar
 import { renderMarkdown, type StoredResult } from "./lib/report.js";
 import { overhead } from "./overhead.js";
 import { prefix } from "./prefix.js";
+import { startup } from "./startup.js";
 
-export const BENCHMARKS: Benchmark<any>[] = [overhead, checkpoints, imageWork, concurrency, prefix, latency, memory, code];
+export const BENCHMARKS: Benchmark<any>[] = [overhead, checkpoints, imageWork, concurrency, prefix, latency, memory, code, startup];
 
 function usage(): never {
   console.error(`usage: npm run bench [-- --quick] [-- --only ${BENCHMARKS.map((b) => b.name).join("|")}[,…]] [-- --render]`);

@@ -3,11 +3,9 @@ import { randomUUID } from "node:crypto";
 import type { Command } from "commander";
 import type { AgentEvent } from "../core/events.js";
 import { inputImageCountProblem, resolveConfig, resolveSecrets, type Coords, type LoupeConfig, type LoupeSecrets } from "../core/config.js";
-import { ModelServerError } from "../core/model.js";
 import type { FinalAnswer } from "../core/state.js";
 import { terminalText } from "../core/terminal.js";
-import { ask, RunError, RunPaused, type AskResult } from "../run/ask.js";
-import { withAgent } from "../run/session.js";
+import type { AskResult } from "../run/ask.js";
 import { EXIT_NO_ANSWER, EXIT_OK, oneLine, UsageError } from "./errors.js";
 import { checkThreadId, continueCommand, decisionFromFlags, reportPause, type ReviewFlags } from "./review.js";
 import { codeToolNotes, settingsFromSharedFlags, type RunFlags } from "./run-flags.js";
@@ -40,8 +38,13 @@ export async function runAsk(words: string[], flags: AskFlags, command: Command)
   const settings = resolveConfig(askSettings(flags));
   if (!flags.resume) checkImageCount(flags.image, settings);
   const secrets = resolveSecrets({ apiKey: flags.apiKey });
+  // The run's modules (the graph, the model client, the search tools) load while the code sandbox
+  // is probed in its child process, so the two overlap before the first model request.
+  const loading = Promise.all([import("../run/ask.js"), import("../run/session.js"), import("../core/model.js")]);
+  loading.catch(() => undefined); // awaited below: this only keeps a failed probe from leaving it unhandled
   // A new run checks the code sandbox before any model call: required and missing is a usage error (exit 2).
   const notes = flags.resume ? [] : await codeToolNotes(settings);
+  const [{ ask, RunError, RunPaused }, { withAgent }, { ModelServerError }] = await loading;
   const threadId = flags.resume ?? flags.thread ?? randomUUID();
   const log: Log | undefined = flags.quiet ? undefined : (line) => process.stderr.write(`${terminalText(line)}\n`);
   if (log) announce(log, { command, threadId, resumed: Boolean(flags.resume), settings, secrets, notes });

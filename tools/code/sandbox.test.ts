@@ -1,6 +1,6 @@
 // Tests for the code tool's sandbox, with real bubblewrap calls: images in and out, isolation, limits, cleanup.
 import { randomUUID } from "node:crypto";
-import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -63,6 +63,14 @@ describe.skipIf(!probe.ok)("runInSandbox (real bubblewrap)", () => {
       expect(probe).toEqual({ ok: true });
       resetSandboxProbe();
       expect(await probeSandbox()).toEqual({ ok: true });
+    });
+
+    it("remembers a working sandbox for the next process in a file of the temp dir that this user owns", async () => {
+      const file = join(tmpdir(), `loupe-sandbox-probe-${process.getuid!()}.json`);
+      const memo = JSON.parse(await readFile(file, "utf8")) as { key: string; at: number };
+      expect(JSON.parse(memo.key)[0]).toMatch(/\/bwrap$/);
+      expect(Date.now() - memo.at).toBeLessThan(24 * 3600 * 1000);
+      expect((await stat(file)).uid).toBe(process.getuid!());
     });
 
     it("crops inputs bound at a relative path and under /mnt/data/images, and returns the saved crops", async () => {

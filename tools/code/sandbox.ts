@@ -1,8 +1,8 @@
 // The code tool's sandbox: runs model-written Python in a fresh bubblewrap process per call, isolated and limited.
 import { spawn } from "node:child_process";
-import { accessSync, constants as fsConstants } from "node:fs";
+import { accessSync, constants as fsConstants, lstatSync, readFileSync, realpathSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { chmod, chown, lstat, mkdir, mkdtemp, open, readdir, rm, writeFile } from "node:fs/promises";
-import { constants as osConstants, tmpdir } from "node:os";
+import { constants as osConstants, release, tmpdir } from "node:os";
 import { delimiter, join, posix } from "node:path";
 import {
   SANDBOX_CWD,
@@ -626,13 +626,71 @@ async function runProbe(): Promise<SandboxProbe> {
 
 let probed: Promise<SandboxProbe> | null = null;
 
+/** How long a working sandbox is believed without probing again, across processes. */
+const PROBE_MEMORY_MS = 24 * 60 * 60 * 1000;
+
+/** What a remembered verdict depends on: bwrap, Python and its packages (their mtimes), the user, the kernel, the temp dir. */
+function probeKey(): string | null {
+  const bwrap = findBwrap();
+  if (!bwrap) return null;
+  const mtime = (path: string) => {
+    try {
+      return statSync(path).mtimeMs;
+    } catch {
+      return 0;
+    }
+  };
+  const uid = process.getuid?.() ?? -1;
+  return JSON.stringify([bwrap, mtime(bwrap), mtime(realpathSync(PYTHON)), mtime("/usr/lib/python3/dist-packages"), mtime(PRLIMIT), uid, release(), tmpdir()]);
+}
+
+function probeMemoryFile(): string {
+  return join(tmpdir(), `loupe-sandbox-probe-${process.getuid?.() ?? "user"}.json`);
+}
+
+/** A working sandbox remembered by an earlier process of this user (a file it owns, for the same key, recent), so `loupe ask` need not probe at every start. */
+function rememberedOk(key: string | null): boolean {
+  if (!key) return false;
+  try {
+    const file = probeMemoryFile();
+    const info = lstatSync(file);
+    if (!info.isFile() || info.uid !== (process.getuid?.() ?? info.uid)) return false;
+    const memo = JSON.parse(readFileSync(file, "utf8")) as { key?: string; at?: number };
+    return memo.key === key && typeof memo.at === "number" && Date.now() - memo.at < PROBE_MEMORY_MS;
+  } catch {
+    return false;
+  }
+}
+
+function rememberOk(key: string | null): void {
+  if (!key) return;
+  try {
+    const file = probeMemoryFile();
+    const tmp = `${file}.${process.pid}`;
+    writeFileSync(tmp, JSON.stringify({ key, at: Date.now() }), { mode: 0o600 });
+    renameSync(tmp, file);
+  } catch {
+    // Only a cache: the next process probes again.
+  }
+}
+
+/** The probe, or a working verdict remembered from an earlier process (only a working one: a failure is checked again). */
+async function probeOrRemember(): Promise<SandboxProbe> {
+  const key = probeKey();
+  if (rememberedOk(key)) return { ok: true };
+  const verdict = await runProbe();
+  if (verdict.ok) rememberOk(key);
+  return verdict;
+}
+
 /**
  * Checks, once per process, that bwrap exists, can create its namespaces, and that /usr/bin/python3
- * imports PIL, numpy and cv2 inside it (one real sandbox call, about half a second). When not, the
+ * imports PIL, numpy and cv2 inside it (one real sandbox call, about half a second; a working
+ * verdict is remembered for a day in the temp dir, keyed by what it depends on). When not, the
  * message is one line naming what is missing and how to fix it.
  */
 export function probeSandbox(): Promise<SandboxProbe> {
-  probed ??= runProbe();
+  probed ??= probeOrRemember();
   return probed;
 }
 

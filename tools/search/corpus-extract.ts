@@ -1,5 +1,4 @@
 // Turns a local corpus file (Markdown, plain text, HTML, PDF) into a title, a citation URL and plain text with paragraph breaks.
-import { parseHTML } from "linkedom";
 import { getDocumentProxy, getMeta } from "unpdf";
 import { readableText } from "./readable.js";
 
@@ -38,7 +37,7 @@ export async function extractCorpusDocument(bytes: Buffer, kind: CorpusFileKind,
   }
   if (kind === "html") {
     const page = await readableText(bytes, "text/html", path);
-    return { title: page.title, url: canonicalUrl(bytes), text: page.text };
+    return { title: page.title, url: canonicalUrl(bytes, (await import("linkedom")).parseHTML), text: page.text };
   }
   const pdf = await readableText(bytes, "application/pdf", path);
   return { title: pdf.title ?? (await pdfTitle(bytes)), text: pdf.text };
@@ -78,7 +77,7 @@ function plainMarkdown(markdown: string): string {
 }
 
 /** The page's own address from <link rel=canonical> or og:url; only the head is parsed. */
-function canonicalUrl(bytes: Buffer): string | undefined {
+function canonicalUrl(bytes: Buffer, parseHTML: typeof import("linkedom").parseHTML): string | undefined {
   const source = bytes.toString("latin1");
   const end = source.search(/<\/head\s*>/i);
   const head = end < 0 ? source.slice(0, 65536) : source.slice(0, end);

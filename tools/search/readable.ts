@@ -1,6 +1,4 @@
 // Turns a fetched document (HTML, PDF, plain text or markdown) into its readable text, keeping paragraph breaks.
-import { Readability } from "@mozilla/readability";
-import { DOMParser } from "linkedom";
 import { definePDFJSModule, extractText, getDocumentProxy } from "unpdf";
 
 /** The document is of a kind that has no readable text (an image, an archive, …). */
@@ -116,7 +114,10 @@ interface HtmlDocument {
  */
 const MAX_HTML_CHARS = 3_000_000;
 
-function htmlText(fullHtml: string): ReadableText {
+/** linkedom and Readability, loaded with the first HTML page (not by every process that could read one). */
+const htmlLibraries = async () => ({ Readability: (await import("@mozilla/readability")).Readability, DOMParser: (await import("linkedom")).DOMParser });
+
+function htmlText(fullHtml: string, { Readability, DOMParser }: Awaited<ReturnType<typeof htmlLibraries>>): ReadableText {
   const html = fullHtml.length > MAX_HTML_CHARS ? fullHtml.slice(0, MAX_HTML_CHARS) : fullHtml;
   // linkedom puts a fragment without <html> in the wrong place; give it a document to live in.
   const source = /<html[\s>]/i.test(html) ? html : `<!doctype html><html><head></head><body>${html}</body></html>`;
@@ -205,5 +206,5 @@ export async function readableText(body: Buffer, contentType: string, url: strin
   }
   if (kind === "pdf") return pdfText(body);
   const text = decode(body, contentType, kind);
-  return kind === "html" ? htmlText(text) : plainText(text, contentType, url);
+  return kind === "html" ? htmlText(text, await htmlLibraries()) : plainText(text, contentType, url);
 }

@@ -1,5 +1,5 @@
 // Tavily search provider (@tavily/core): text search with related images, and extract for web_visit.
-import { tavily } from "@tavily/core";
+import type { TavilyClient } from "@tavily/core";
 import { SearchProviderError, type PageContent, type PageFailure, type SearchProvider } from "./provider.js";
 
 export interface TavilyOptions {
@@ -22,13 +22,17 @@ function describe(err: unknown, apiKey: string): SearchProviderError {
 }
 
 export function createTavilyProvider(options: TavilyOptions): SearchProvider {
-  const client = tavily({ apiKey: options.apiKey, apiBaseURL: options.baseUrl?.replace(/\/+$/, "") });
+  // @tavily/core is loaded on the first call: it brings axios and js-tiktoken's rank tables (megabytes
+  // of JavaScript), which every `loupe ask` would otherwise load, search or not.
+  let loaded: Promise<TavilyClient> | undefined;
+  const client = () =>
+    (loaded ??= import("@tavily/core").then(({ tavily }) => tavily({ apiKey: options.apiKey, apiBaseURL: options.baseUrl?.replace(/\/+$/, "") })));
   const timeout = options.timeoutSeconds ?? 30;
   return {
     name: "tavily",
     async textSearch(query, { maxResults }) {
       try {
-        const res = await client.search(query, {
+        const res = await (await client()).search(query, {
           maxResults,
           includeImages: true,
           includeImageDescriptions: true,
@@ -46,7 +50,7 @@ export function createTavilyProvider(options: TavilyOptions): SearchProvider {
     },
     async webVisit(urls) {
       try {
-        const res = await client.extract(urls, { timeout });
+        const res = await (await client()).extract(urls, { timeout });
         const pages: PageContent[] = (res.results ?? []).map((r) => ({ url: r.url, text: r.rawContent ?? "" }));
         const failed: PageFailure[] = (res.failedResults ?? []).map((f) => ({ url: f.url, error: f.error ?? "could not be read" }));
         return { pages, failed };
