@@ -193,7 +193,8 @@ export async function fileBytes(path: string): Promise<Buffer> {
  * no search cache, so every run does its work live.
  */
 export function benchSettings(overrides: Partial<LoupeConfig> & { modelUrl: string; dataDir: string }): LoupeConfig {
-  return resolveConfig({ model: "scripted-vl", retries: 0, retryBaseMs: 10, timeoutMs: 120_000, searchCache: "live", ...overrides }, {});
+  // The benchmarks measure the image tools' loop (and what the bare loop does): the code tool is off.
+  return resolveConfig({ model: "scripted-vl", retries: 0, retryBaseMs: 10, timeoutMs: 120_000, searchCache: "live", code: "off", ...overrides }, {});
 }
 
 export async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }> {
