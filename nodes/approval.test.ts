@@ -265,7 +265,7 @@ describe("approve_calls", () => {
       asked(await g.step({ question: "q?", pending: PENDING, messages: [turn] } as never));
       const edited = { queries: ["harbour sign code format"] };
       const state = ended(await g.step(resume([{ type: "edit", edited_action: { name: "text_search", args: edited } }, { type: "approve" }])));
-      expect(state.pending[1]).toEqual({ ...first, args: edited, approval: "approved" });
+      expect(state.pending[1]).toEqual({ ...first, args: edited, approval: "approved", edited: true });
       expect(state.pending[2]).toEqual({ ...second, approval: "approved" });
       expect(state.messages).toHaveLength(1);
       const rewritten = state.messages[0]!;

@@ -314,7 +314,7 @@ export function createApproveCallsNode() {
       if (verdict.action === "approve") return { ...call, approval: "approved" };
       if (verdict.action === "edit") {
         edits.set(call.callId, verdict.args);
-        return { ...call, args: verdict.args, approval: "approved" };
+        return { ...call, args: verdict.args, approval: "approved", edited: true };
       }
       const { approval: _waiting, ...rest } = call;
       return {

@@ -350,3 +350,13 @@ describe("reflect: code cells", () => {
     expect(written(update.toolCalls)[0]).toMatchObject({ name: "code", ok: false, error: expect.stringContaining("NameError: x") });
   });
 });
+
+describe("reflect: a call a person edited", () => {
+  it("tells the model the arguments it ran with", async () => {
+    const { update } = await afterCalls({}, async () => ({
+      pending: [pendingCall("c1", "text_search", { queries: ["harbour office"] }, "search", { edited: true, approval: "approved" })],
+      results: [toolResult("c1", { text: "found", resultCount: 1 })],
+    }));
+    expect(told(update)).toContain('the person reviewing call 1 (text_search) changed its arguments: it ran with {"queries":["harbour office"]}.');
+  });
+});

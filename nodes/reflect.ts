@@ -92,6 +92,7 @@ async function observeCall(deps: AgentDeps, r: Reflection, call: PendingCall, re
   const { ids, shown } = await takeImages(deps, r, result?.images ?? []);
   if (ok && result?.resultCount === 0) r.notes.push(`${call.name} found nothing; try other wording or another approach.`);
   r.notes.push(...(result?.notes ?? []));
+  if (call.edited) r.notes.push(`the person reviewing call ${step} (${call.name}) changed its arguments: it ran with ${JSON.stringify(call.args)}.`);
   if (call.kind === "code" && result && !ok) r.notes.push(`the code of call ${step} failed; read the error above, fix the code and run it again (each call starts fresh).`);
   const key = canonicalJson([call.name, call.args]);
   const earlier = r.previous.get(key);

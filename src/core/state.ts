@@ -106,6 +106,8 @@ export const PendingCallSchema = z.object({
   error: z.string().optional(),
   /** Human-in-the-loop: the call waits for a person's approval (required) or has it (approved). */
   approval: z.enum(["required", "approved"]).optional(),
+  /** A person changed the call's arguments before it ran (reflect tells the model). */
+  edited: z.boolean().optional(),
 });
 export type PendingCall = z.infer<typeof PendingCallSchema>;
 
