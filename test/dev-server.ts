@@ -1,4 +1,5 @@
 // The LangGraph dev server (`npm run dev`, i.e. `langgraph-cli dev`) for tests: started on a free loopback port in a directory of its own, stopped with everything it spawned.
+import { FAKE_TAVILY_API_KEY } from "../src/cli/demo/fake-tavily-server.js";
 import { spawn, type ChildProcess } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
@@ -136,4 +137,29 @@ export async function stopDevServer(server: Pick<DevServer, "child"> | undefined
   }
   await waitUntil(() => !groupRunning(pgid), 8000);
   if (groupRunning(pgid)) process.kill(-pgid, "SIGKILL");
+}
+
+/**
+ * The dev server's environment for a test: the scripted model at `modelUrl`, a data directory in
+ * `dir`, fast retries, pages read through the fake Tavily at `tavilyUrl`, no telemetry or tracing;
+ * `extra` adds or overrides variables.
+ */
+export function devServerEnv(dir: string, modelUrl: string, tavilyUrl: string, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  return {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    LOUPE_MODEL_URL: modelUrl,
+    LOUPE_DATA_DIR: join(dir, "data"),
+    LOUPE_RETRIES: "1",
+    LOUPE_RETRY_BASE_MS: "20",
+    LOUPE_TIMEOUT_MS: "20000",
+    LOUPE_WEB_VISIT: "tavily",
+    TAVILY_API_KEY: FAKE_TAVILY_API_KEY,
+    LOUPE_TAVILY_URL: tavilyUrl,
+    // No telemetry, no tracing: the server must need nothing beyond loopback.
+    LANGGRAPH_CLI_NO_ANALYTICS: "1",
+    LANGSMITH_TRACING: "false",
+    LANGCHAIN_TRACING_V2: "false",
+    ...extra,
+  };
 }

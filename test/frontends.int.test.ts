@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startFakeTavilyServer, FAKE_TAVILY_API_KEY, type FakeTavilyServer } from "../src/cli/demo/fake-tavily-server.js";
 import { startScriptedModelServer, type ScriptedModelServer, type ScriptedTurn } from "../src/cli/demo/scripted-model-server.js";
 import { harbourImage, SIGN_PAGE_URL, TRAJECTORY_PAGES, TRAJECTORY_SEARCH } from "../src/cli/demo/trajectory.js";
-import { startDevServer, stopDevServer, type DevServer } from "./dev-server.js";
+import { devServerEnv, startDevServer, stopDevServer, type DevServer } from "./dev-server.js";
 import { isPrefixExtension, NETWORK_GUARD, requestText, tempDir } from "./helpers.js";
 import { routedServer } from "./scenarios/router.js";
 
@@ -86,24 +86,14 @@ beforeAll(async () => {
     latencyMs: 5,
   });
 
-  server = await startDevServer(join(tmp.dir, "server"), {
-    PATH: process.env.PATH,
-    HOME: process.env.HOME,
-    LOUPE_MODEL_URL: model.url,
-    LOUPE_DATA_DIR: join(tmp.dir, "data"),
-    LOUPE_RETRIES: "1",
-    LOUPE_RETRY_BASE_MS: "20",
-    LOUPE_TIMEOUT_MS: "20000",
-    LOUPE_WEB_VISIT: "tavily",
-    LOUPE_WEB_ALLOW_HOSTS: `127.0.0.1:${imagePort}`,
-    TAVILY_API_KEY: FAKE_TAVILY_API_KEY,
-    LOUPE_TAVILY_URL: tavily.url,
-    LANGGRAPH_CLI_NO_ANALYTICS: "1",
-    LANGSMITH_TRACING: "false",
-    LANGCHAIN_TRACING_V2: "false",
-    NODE_OPTIONS: `--require ${NETWORK_GUARD}`,
-    LOUPE_NETWORK_LOG: join(tmp.dir, "net.log"),
-  });
+  server = await startDevServer(
+    join(tmp.dir, "server"),
+    devServerEnv(tmp.dir, model.url, tavily.url, {
+      LOUPE_WEB_ALLOW_HOSTS: `127.0.0.1:${imagePort}`,
+      NODE_OPTIONS: `--require ${NETWORK_GUARD}`,
+      LOUPE_NETWORK_LOG: join(tmp.dir, "net.log"),
+    }),
+  );
   client = new Client({ apiUrl: server.url, apiKey: null });
 }, 90_000);
 

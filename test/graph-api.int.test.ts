@@ -11,7 +11,7 @@ import { buildReportGraph } from "../examples/remote.js";
 import type { AgentEvent } from "../src/core/events.js";
 import { startFakeTavilyServer, FAKE_TAVILY_API_KEY, type FakeTavilyServer } from "../src/cli/demo/fake-tavily-server.js";
 import { startScriptedModelServer, type ScriptedModelServer } from "../src/cli/demo/scripted-model-server.js";
-import { startDevServer, stopDevServer, type DevServer } from "./dev-server.js";
+import { devServerEnv, startDevServer, stopDevServer, type DevServer } from "./dev-server.js";
 import { NETWORK_GUARD, requestText, tempDir } from "./helpers.js";
 import { routedServer } from "./scenarios/router.js";
 import {
@@ -80,29 +80,18 @@ beforeAll(async () => {
   });
 
   netLog = join(tmp.dir, "net.log");
-  server = await startDevServer(join(tmp.dir, "server"), {
-    PATH: process.env.PATH,
-    HOME: process.env.HOME,
-    LOUPE_MODEL_URL: model.url,
-    LOUPE_DATA_DIR: join(tmp.dir, "data"),
-    LOUPE_RETRIES: "1",
-    LOUPE_RETRY_BASE_MS: "20",
-    LOUPE_TIMEOUT_MS: "20000",
-    LOUPE_WEB_VISIT: "tavily",
-    LOUPE_WEB_ALLOW_HOSTS: `127.0.0.1:${imagePort}`,
-    LOUPE_MAX_TOOL_CALLS: "24",
-    LOUPE_MAX_TURNS: "60",
-    // Small enough that a request over the total pixel budget (twice this) is cheap to make.
-    LOUPE_MAX_INPUT_PIXELS: "50000000",
-    TAVILY_API_KEY: FAKE_TAVILY_API_KEY,
-    LOUPE_TAVILY_URL: tavily.url,
-    // No telemetry, no tracing: the server must need nothing beyond loopback.
-    LANGGRAPH_CLI_NO_ANALYTICS: "1",
-    LANGSMITH_TRACING: "false",
-    LANGCHAIN_TRACING_V2: "false",
-    NODE_OPTIONS: `--require ${NETWORK_GUARD}`,
-    LOUPE_NETWORK_LOG: netLog,
-  });
+  server = await startDevServer(
+    join(tmp.dir, "server"),
+    devServerEnv(tmp.dir, model.url, tavily.url, {
+      LOUPE_WEB_ALLOW_HOSTS: `127.0.0.1:${imagePort}`,
+      LOUPE_MAX_TOOL_CALLS: "24",
+      LOUPE_MAX_TURNS: "60",
+      // Small enough that a request over the total pixel budget (twice this) is cheap to make.
+      LOUPE_MAX_INPUT_PIXELS: "50000000",
+      NODE_OPTIONS: `--require ${NETWORK_GUARD}`,
+      LOUPE_NETWORK_LOG: netLog,
+    }),
+  );
   client = new Client({ apiUrl: server.url, apiKey: null });
 }, 90_000);
 

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startFakeTavilyServer, FAKE_TAVILY_API_KEY, type FakeTavilyServer } from "../src/cli/demo/fake-tavily-server.js";
 import { startScriptedModelServer, type ScriptedModelServer } from "../src/cli/demo/scripted-model-server.js";
 import { harbourImage, SIGN_PAGE_URL, TRAJECTORY_PAGES, TRAJECTORY_SEARCH } from "../src/cli/demo/trajectory.js";
-import { startDevServer, stopDevServer, type DevServer } from "./dev-server.js";
+import { devServerEnv, startDevServer, stopDevServer, type DevServer } from "./dev-server.js";
 import { tempDir } from "./helpers.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
@@ -41,21 +41,7 @@ beforeAll(async () => {
   tavily = await startFakeTavilyServer({ search: TRAJECTORY_SEARCH, pages: TRAJECTORY_PAGES });
   // Slow enough turns that the page is seen mid-run.
   model = await startScriptedModelServer({ script: SCRIPT, latencyMs: 350 });
-  server = await startDevServer(join(tmp.dir, "server"), {
-    PATH: process.env.PATH,
-    HOME: process.env.HOME,
-    LOUPE_MODEL_URL: model.url,
-    LOUPE_DATA_DIR: join(tmp.dir, "data"),
-    LOUPE_RETRIES: "1",
-    LOUPE_TIMEOUT_MS: "20000",
-    LOUPE_WEB_VISIT: "tavily",
-    TAVILY_API_KEY: FAKE_TAVILY_API_KEY,
-    LOUPE_TAVILY_URL: tavily.url,
-    LOUPE_CODE: "off",
-    LANGGRAPH_CLI_NO_ANALYTICS: "1",
-    LANGSMITH_TRACING: "false",
-    LANGCHAIN_TRACING_V2: "false",
-  });
+  server = await startDevServer(join(tmp.dir, "server"), devServerEnv(tmp.dir, model.url, tavily.url, { LOUPE_CODE: "off" }));
 }, 90_000);
 
 afterAll(async () => {

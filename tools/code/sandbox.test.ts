@@ -66,7 +66,7 @@ describe.skipIf(!probe.ok)("runInSandbox (real bubblewrap)", () => {
     });
 
     it("remembers a working sandbox for the next process in a file of the temp dir that this user owns", async () => {
-      const file = join(tmpdir(), `loupe-sandbox-probe-${process.getuid!()}.json`);
+      const file = join(tmpdir(), `loupe-code-probe-${process.getuid!()}.json`);
       const memo = JSON.parse(await readFile(file, "utf8")) as { key: string; at: number };
       expect(JSON.parse(memo.key)[0]).toMatch(/\/bwrap$/);
       expect(Date.now() - memo.at).toBeLessThan(24 * 3600 * 1000);

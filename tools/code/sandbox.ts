@@ -645,7 +645,7 @@ function probeKey(): string | null {
 }
 
 function probeMemoryFile(): string {
-  return join(tmpdir(), `loupe-sandbox-probe-${process.getuid?.() ?? "user"}.json`);
+  return join(tmpdir(), `loupe-code-probe-${process.getuid?.() ?? "user"}.json`);
 }
 
 /** A working sandbox remembered by an earlier process of this user (a file it owns, for the same key, recent), so `loupe ask` need not probe at every start. */
