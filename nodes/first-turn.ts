@@ -7,7 +7,7 @@ import { describeSource, filePathOf, readImageSource, sourceForState } from "../
 import { describeIssues } from "../src/core/issues.js";
 import { planModePrompt, questionTurn, type ImageRefWithModelView, type ToolSpec } from "../src/core/protocol.js";
 import { addModelUsage, EMPTY_USAGE, PlanStepSchema, type AgentStateValue, type ImageRef, type PlanReview, type PlanStep, type Turn, type Usage } from "../src/core/state.js";
-import { CODE_TOOL_NAME, promptLimits, sandboxImagePath } from "../tools/code/tool.js";
+import { CODE_TOOL_NAME, promptLimits, questionPaths } from "../tools/code/tool.js";
 import { approvalsFor } from "./approval.js";
 
 /** Runs a step on one input image, naming the image in an ImageInputError (a data: URL by its type and size). */
@@ -159,6 +159,6 @@ export async function startConversation(
   usage = { ...usage, imagesInContext: inputs.length };
   const code = tools.names.includes(CODE_TOOL_NAME);
   const system: Turn = { role: "system", dialect: settings.dialect, tools: tools.names, coords: settings.coords, ...(code ? { code: promptLimits(settings) } : {}) };
-  const turns: Turn[] = [system, questionTurn(question, inputs, code ? inputs.map((i) => i.ref.path ?? sandboxImagePath(i.ref)) : undefined)];
+  const turns: Turn[] = [system, questionTurn(question, inputs, questionPaths(tools.names, inputs.map((i) => i.ref)))];
   return { update, usage, turns };
 }

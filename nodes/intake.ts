@@ -8,7 +8,7 @@ import { sourceForState } from "../src/core/image-sources.js";
 import { sha256Hex } from "../src/core/images.js";
 import { questionTurn } from "../src/core/protocol.js";
 import type { AgentStateUpdate, AgentStateValue, Asked, ImageRef, Usage } from "../src/core/state.js";
-import { CODE_TOOL_NAME, sandboxImagePath } from "../tools/code/tool.js";
+import { questionPaths } from "../tools/code/tool.js";
 import { ingestInputs } from "./first-turn.js";
 
 /** A question to answer: its text, the sources of its new images, the images it names that are stored already, and the human message it came in. */
@@ -78,8 +78,7 @@ export async function followUp(deps: AgentDeps, state: AgentStateValue, ask: Ask
   const refs = inputs.map((i) => i.ref);
   const known = ask.known.map((id) => images.find((i) => i.id === id)).filter((i): i is ImageRef => Boolean(i));
   const system = (state.conversation ?? []).find((t) => t.role === "system");
-  const code = system?.role === "system" && system.tools.includes(CODE_TOOL_NAME);
-  const turn = questionTurn(ask.question, inputs, code ? refs.map((r) => r.path ?? sandboxImagePath(r)) : undefined);
+  const turn = questionTurn(ask.question, inputs, questionPaths(system?.role === "system" ? system.tools : [], refs));
   const stored = ask.sources.map((source, i) => sourceForState(source, refs[i]!));
   // A data: URL is kept as what it became (given again, as a description), as the first question's were.
   const written = ask.message ? undefined : (state.imageSources ?? []).map((s) => (ask.sources.includes(s) ? stored[ask.sources.indexOf(s)]! : s.startsWith("data:") ? `(data: URL, ${s.length} characters: asked before)` : s));

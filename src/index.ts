@@ -1,12 +1,8 @@
 // Loupe as a library: the agent graph's builder, a factory for a compiled agent on your model, search providers, stores and checkpointer, and the typed input, output and events.
 import type { BaseCheckpointSaver, BaseStore } from "@langchain/langgraph";
 import { createAgent } from "../graphs/agent.js";
-import { resolveConfig, resolveSecrets, type LoupeConfig, type LoupeConfigInput, type LoupeSecrets } from "./core/config.js";
 import type { AgentDeps } from "./core/agent-deps.js";
 import { createDeps } from "./runtime/deps.js";
-import type { ImageStore } from "./core/images.js";
-import type { ModelClient } from "./core/model.js";
-import type { SearchProvider } from "../tools/search/provider.js";
 
 export { buildAgentGraph, createAgent, recursionLimitFor, type CreateAgentOptions, type LoupeAgent } from "../graphs/agent.js";
 export { buildPlanOnlyGraph, createPlanOnlyGraph } from "../graphs/plan.js";
@@ -41,7 +37,7 @@ export {
   type PlanStep,
 } from "./core/state.js";
 export { ask, RunError, RunPaused, type AskOptions, type AskResult } from "./run/ask.js";
-import type { LoupeSubagentOptions } from "./run/loupe-tool.js";
+import { loupeParts, type LoupeSubagentOptions } from "./run/loupe-tool.js";
 export { createLoupeNode, createLoupeTool, DEFAULT_LOUPE_TOOL_DESCRIPTION, loupeAnswerText, loupeInputFromMessages, LoupeToolError, type LoupeNodeOptions, type LoupeSubagentOptions, type LoupeToolOptions } from "./run/loupe-tool.js";
 export type { AgentEvent } from "./core/events.js";
 export { ApprovalDecisionSchema, type ApprovalDecision, type ApprovalRequest } from "../nodes/approval.js";
@@ -64,14 +60,8 @@ export interface LoupeAgentOptions extends Omit<LoupeSubagentOptions, "imageAllo
  * await deps.close();
  */
 export function createLoupeAgent(options: LoupeAgentOptions = {}) {
-  const env = options.env ?? process.env;
-  const config = resolveConfig(options.config ?? {}, env);
-  const model = options.model;
-  const deps: AgentDeps = createDeps(config, options.secrets ?? resolveSecrets({}, env), {
-    model: model === undefined ? undefined : typeof model === "function" ? model : () => model,
-    search: options.search,
-    images: options.images,
-  });
+  const { config, secrets, overrides } = loupeParts(options);
+  const deps: AgentDeps = createDeps(config, secrets, overrides);
   const agent = createAgent({ deps, checkpointer: options.checkpointer, store: options.store });
   return { agent, deps, config };
 }

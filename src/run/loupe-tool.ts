@@ -101,18 +101,26 @@ function checkSources(sources: string[]): void {
   }
 }
 
-/** Loupe's settings and the dependencies of one run, images read from URLs only. */
-function subagentSetup(options: LoupeSubagentOptions) {
+/**
+ * The settings and secrets options ask for (the environment fills in the rest), and the parts they
+ * give, as createDeps takes them: what createLoupeAgent and the subagents build from.
+ */
+export function loupeParts(options: Omit<LoupeSubagentOptions, "imageAllowHosts" | "imageDownload">) {
   const env = options.env ?? process.env;
   const config = resolveConfig(options.config ?? {}, env);
   const secrets = options.secrets ?? resolveSecrets({}, env);
-  const readUrl = urlImageReader({ allowHosts: options.imageAllowHosts ?? commaList(config.webAllowHosts), ...options.imageDownload });
   const model = options.model;
+  const overrides = { model: model === undefined ? undefined : typeof model === "function" ? model : () => model, search: options.search, images: options.images };
+  return { config, secrets, overrides };
+}
+
+/** Loupe's settings and the dependencies of one run, images read from URLs only. */
+function subagentSetup(options: LoupeSubagentOptions) {
+  const { config, secrets, overrides } = loupeParts(options);
+  const readUrl = urlImageReader({ allowHosts: options.imageAllowHosts ?? commaList(config.webAllowHosts), ...options.imageDownload });
   const deps = (): RuntimeDeps =>
     createDeps(config, secrets, {
-      model: model === undefined ? undefined : typeof model === "function" ? model : () => model,
-      search: options.search,
-      images: options.images,
+      ...overrides,
       readImage: async (source, signal) => {
         checkSources([source]);
         return readUrl(source, signal);

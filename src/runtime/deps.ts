@@ -17,7 +17,7 @@ import { resilientProvider } from "../../tools/search/resilience.js";
 import { createSerperProviders, type PublicImageUrl } from "../../tools/search/serper.js";
 import { createSerpApiLensProvider } from "../../tools/search/serpapi.js";
 import { createSearxngProvider } from "../../tools/search/searxng.js";
-import { imageRouteSecret, signedImageUrls } from "../core/image-urls.js";
+import { imageRouteSecret, signedImageUrls, type SignedImageUrls } from "../core/image-urls.js";
 import { createDirectWebProvider } from "../../tools/search/web.js";
 import { toolSpecs } from "../../tools/index.js";
 
@@ -92,23 +92,24 @@ export function searchProvidersFrom(
   return providers;
 }
 
-/** Signed public URLs for store images, when LOUPE_PUBLIC_IMAGE_BASE_URL is set (reverse image search needs them). */
-/**
- * Where people see a stored image in the messages channel: its signed URL under
- * LOUPE_PUBLIC_IMAGE_BASE_URL, else its path on the server's image route (/images/…). The secret
- * is read (or made) on first use.
- */
-export function messageImageUrlsFor(config: LoupeConfig, secrets: LoupeSecrets): (image: { sha256: string; mime: ImageMime }) => string {
-  let urls: ReturnType<typeof signedImageUrls> | undefined;
-  return (image) => {
-    urls ??= signedImageUrls(imageRouteSecret(config.dataDir, secrets.publicImageSecret));
-    return config.publicImageBaseUrl ? urls.urlFor(image, config.publicImageBaseUrl) : urls.pathFor(image);
-  };
+/** The signer of the image route's URLs for this configuration, made on first use (its secret read, or made, then). */
+export function imageSignerFor(config: LoupeConfig, secrets: LoupeSecrets): () => SignedImageUrls {
+  let urls: SignedImageUrls | undefined;
+  return () => (urls ??= signedImageUrls(imageRouteSecret(config.dataDir, secrets.publicImageSecret)));
 }
 
-export function publicImageUrlsFor(config: LoupeConfig, secrets: LoupeSecrets): PublicImageUrl | undefined {
+/**
+ * Where people see a stored image in the messages channel: its signed URL under
+ * LOUPE_PUBLIC_IMAGE_BASE_URL, else its path on the server's image route (/images/…).
+ */
+export function messageImageUrlsFor(config: LoupeConfig, signer: () => SignedImageUrls): (image: { sha256: string; mime: ImageMime }) => string {
+  return (image) => (config.publicImageBaseUrl ? signer().urlFor(image, config.publicImageBaseUrl) : signer().pathFor(image));
+}
+
+/** Signed public URLs for store images, when LOUPE_PUBLIC_IMAGE_BASE_URL is set (reverse image search needs them). */
+export function publicImageUrlsFor(config: LoupeConfig, signer: () => SignedImageUrls): PublicImageUrl | undefined {
   if (!config.publicImageBaseUrl) return undefined;
-  const urls = signedImageUrls(imageRouteSecret(config.dataDir, secrets.publicImageSecret));
+  const urls = signer();
   const base = config.publicImageBaseUrl;
   return (image) => urls.urlFor(image as { sha256: string; mime: ImageMime }, base);
 }
@@ -117,16 +118,11 @@ export function publicImageUrlsFor(config: LoupeConfig, secrets: LoupeSecrets): 
  * An image reader that takes the image route's signed paths and URLs (/images/<sha256>-<token>.<ext>:
  * an upload the server stored, an image a thread holds) from the store itself, and any other source from `read`.
  */
-export function storedImagesFirst(store: ImageStore, config: LoupeConfig, secrets: LoupeSecrets, read: (source: string, signal?: AbortSignal) => Promise<Buffer>) {
-  let urls: ReturnType<typeof signedImageUrls> | undefined;
+export function storedImagesFirst(store: ImageStore, signer: () => SignedImageUrls, read: (source: string, signal?: AbortSignal) => Promise<Buffer>) {
   return (source: string, signal?: AbortSignal): Promise<Buffer> => {
     const path = source.startsWith("/") ? source : URL.canParse(source) && /^https?:/.test(source) ? new URL(source).pathname : undefined;
-    if (path?.startsWith("/images/")) {
-      urls ??= signedImageUrls(imageRouteSecret(config.dataDir, secrets.publicImageSecret));
-      const image = urls.verify(path);
-      if (image) return store.read(image);
-    }
-    return read(source, signal);
+    const image = path?.startsWith("/images/") ? signer().verify(path) : null;
+    return image ? store.read(image) : read(source, signal);
   };
 }
 
@@ -161,16 +157,17 @@ export function createDeps(
     modelName: () => model(config).modelName(),
     complete: (turns, options) => model(config).complete(turns, options),
   };
-  const search = overrides.search ?? searchProvidersFrom(config, secrets, cache, summarizer, publicImageUrlsFor(config, secrets));
+  const signer = imageSignerFor(config, secrets);
+  const search = overrides.search ?? searchProvidersFrom(config, secrets, cache, summarizer, publicImageUrlsFor(config, signer));
   return {
     defaults: config,
     images,
     search,
     searchCache: cache ?? undefined,
     database,
-    readImage: storedImagesFirst(images, config, secrets, overrides.readImage ?? readImageSource),
+    readImage: storedImagesFirst(images, signer, overrides.readImage ?? readImageSource),
     sandbox: overrides.sandbox ?? bubblewrapSandbox,
-    imageUrl: overrides.imageUrl ?? messageImageUrlsFor(config, secrets),
+    imageUrl: overrides.imageUrl ?? messageImageUrlsFor(config, signer),
     close: async () => {
       await cache?.close();
       for (const provider of search) (provider as { close?: () => void }).close?.();

@@ -7,6 +7,7 @@ import type { AgentDeps } from "../core/agent-deps.js";
 import { imageRouteSecret } from "../core/image-urls.js";
 import { createImageRoute, type ImageRoute } from "./image-route.js";
 import type { ImageRef, ImageStore } from "../core/images.js";
+import { imageOfBlock } from "../core/messages.js";
 import { servedDeps } from "./deps.js";
 import { registerUiRoutes } from "./ui-route.js";
 import { StateSchema } from "@langchain/langgraph";
@@ -76,11 +77,9 @@ type Block = Record<string, unknown>;
 
 /** The bytes of a base64 image block (agent-chat-ui's `{type: "image", data, mimeType}`, a data: URL in `url` or `image_url`), if it is one. */
 function base64Of(block: Block): Buffer | undefined {
-  const nested = block.image_url as { url?: unknown } | string | undefined;
-  const url = typeof block.url === "string" ? block.url : typeof nested === "string" ? nested : typeof nested?.url === "string" ? nested.url : undefined;
-  if (url?.startsWith("data:")) return Buffer.from(url.slice(url.indexOf(",") + 1), "base64");
-  if ((block.type === "image" || block.source_type === "base64") && typeof block.data === "string" && block.data) return Buffer.from(block.data, "base64");
-  return undefined;
+  const image = imageOfBlock(block);
+  const source = image && "source" in image ? image.source : undefined;
+  return source?.startsWith("data:") ? Buffer.from(source.slice(source.indexOf(",") + 1), "base64") : undefined;
 }
 
 /** The image blocks of a run request's input messages (a message's content parts). */

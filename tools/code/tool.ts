@@ -91,6 +91,11 @@ export function sandboxImagePath(ref: Pick<ImageRef, "id" | "mime">): string {
   return `${SANDBOX_IMAGES_DIR}/${ref.id}.${EXT[ref.mime]}`;
 }
 
+/** The path the question names for each input image (as R1V4's prompts do) when the code tool is offered; none otherwise. */
+export function questionPaths(tools: readonly string[], refs: ImageRef[]): string[] | undefined {
+  return tools.includes(CODE_TOOL_NAME) ? refs.map((r) => r.path ?? sandboxImagePath(r)) : undefined;
+}
+
 // System directories the sandbox builds itself: an input path there cannot be shown at its own path.
 const RESERVED_ROOTS = ["/usr", "/etc", "/proc", "/dev", "/sys", "/run", "/lib", "/lib64", "/bin", "/sbin", "/mnt/data"];
 
